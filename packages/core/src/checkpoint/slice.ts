@@ -1,0 +1,105 @@
+/**
+ * Reading part of a tensor: index ranges along one dimension, nothing else.
+ *
+ * A tensor of shape [..outer, D, ..inner] (split dimension D) is read as `outer` runs per range, each
+ * run `(end - start) * inner` elements long. Along dim 0 that is one contiguous read per range; along a
+ * later dim it is a strided read of exactly the requested bytes — never the whole tensor.
+ */
+import { CheckpointError } from '../errors/index.js';
+import type { Checkpoint } from './checkpoint.js';
+import { bytesToF32 } from './convert.js';
+import { DTYPE_BITS } from './dtype.js';
+import type { TensorInfo } from './safetensors.js';
+
+export type SliceRange = readonly [start: number, end: number];
+
+export interface SliceRequest {
+  /** The dimension the ranges index (0 = rows of an [out, in] weight). Default 0. */
+  dim?: number;
+  /** [start, end) ranges along `dim`, concatenated in this order. Default: the whole dimension. */
+  ranges?: readonly SliceRange[];
+}
+
+export interface RawSlice {
+  readonly shape: number[];
+  readonly bytes: Uint8Array;
+}
+
+export interface F32Slice {
+  readonly shape: number[];
+  readonly data: Float32Array;
+}
+
+/** Read the requested ranges of a tensor as raw little-endian bytes of its own dtype. */
+export function readSliceBytes(ckpt: Checkpoint, tensor: TensorInfo | string, request: SliceRequest = {}): RawSlice {
+  const info = typeof tensor === 'string' ? ckpt.tensor(tensor) : tensor;
+  const bits = DTYPE_BITS[info.dtype];
+  if (bits % 8 !== 0) {
+    throw new CheckpointError('bad-slice', { file: info.file, tensor: info.name, detail: `slicing ${info.dtype} (sub-byte elements) is not supported` });
+  }
+  const elementBytes = bits / 8;
+  const shape = info.shape.length === 0 ? [1] : [...info.shape];
+  const dim = request.dim ?? 0;
+  if (!Number.isInteger(dim) || dim < 0 || dim >= shape.length) {
+    throw new CheckpointError('bad-slice', { file: info.file, tensor: info.name, detail: `dimension ${dim} does not exist in shape [${info.shape.join(', ')}]` });
+  }
+  const size = shape[dim]!;
+  const ranges = mergeRanges(request.ranges ?? [[0, size]]);
+  for (const [start, end] of ranges) {
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > size || start >= end) {
+      throw new CheckpointError('bad-slice', {
+        file: info.file,
+        tensor: info.name,
+        detail: `range [${start}, ${end}) is outside dimension ${dim} of size ${size}`,
+      });
+    }
+  }
+  const outer = shape.slice(0, dim).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(dim + 1).reduce((a, b) => a * b, 1);
+  const picked = ranges.reduce((n, [s, e]) => n + (e - s), 0);
+  const out = new Uint8Array(outer * picked * inner * elementBytes);
+  const rowBytes = inner * elementBytes;
+  let at = 0;
+  for (let o = 0; o < outer; o++) {
+    for (const [start, end] of ranges) {
+      const length = (end - start) * rowBytes;
+      ckpt.readBytes(info.file, info.offset + (o * size + start) * rowBytes, length, out, at);
+      at += length;
+    }
+  }
+  const outShape = [...shape];
+  outShape[dim] = picked;
+  return { shape: info.shape.length === 0 ? [] : outShape, bytes: out };
+}
+
+/** Read the requested ranges of a tensor, converted to f32 (from F32, F16, BF16 or F64). */
+export function readSlice(ckpt: Checkpoint, tensor: TensorInfo | string, request: SliceRequest = {}): F32Slice {
+  const info = typeof tensor === 'string' ? ckpt.tensor(tensor) : tensor;
+  const raw = readSliceBytes(ckpt, info, request);
+  try {
+    return { shape: raw.shape, data: bytesToF32(raw.bytes, info.dtype) };
+  } catch (cause) {
+    throw new CheckpointError('bad-slice', { file: info.file, tensor: info.name, detail: `cannot convert ${info.dtype} to f32` }, { cause });
+  }
+}
+
+/** Join touching ranges so each contiguous run is one read. */
+function mergeRanges(ranges: readonly SliceRange[]): SliceRange[] {
+  const merged: Array<[number, number]> = [];
+  for (const [s, e] of ranges) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && last[1] === s) last[1] = e;
+    else merged.push([s, e]);
+  }
+  return merged;
+}
+
+/** Number of bytes a slice request reads (for planning and accounting). */
+export function sliceByteLength(info: Pick<TensorInfo, 'dtype' | 'shape'>, request: SliceRequest = {}): number {
+  const shape = info.shape.length === 0 ? [1] : info.shape;
+  const dim = request.dim ?? 0;
+  const total = shape.reduce((a, b) => a * b, 1);
+  const size = shape[dim] ?? 1;
+  const picked = (request.ranges ?? [[0, size]]).reduce((n, [s, e]) => n + (e - s), 0);
+  return size === 0 ? 0 : ((total / size) * picked * DTYPE_BITS[info.dtype]) / 8;
+}

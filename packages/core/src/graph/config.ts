@@ -1,0 +1,130 @@
+/**
+ * Geometry from config.json, normalised across families: every family names its widths differently
+ * (`hidden_size`, `n_embd`, `d_model`...), the descriptor says which keys to try.
+ */
+import type { HfConfig } from '../checkpoint/index.js';
+import { ConfigError } from '../errors/index.js';
+import type { AttentionSpec, ConfigReader, FamilyDescriptor, KeySpec } from './descriptor.js';
+
+export interface AttentionGeometry {
+  heads: number;
+  kvHeads: number;
+  /** From config when it says; otherwise filled in from the projection shapes. */
+  headDim: number | undefined;
+}
+
+export interface Geometry {
+  hidden: number;
+  layers: number;
+  vocab: number;
+  /** Rows of the stored embedding when larger than `vocab` (e.g. padded to a multiple of 64). */
+  paddedVocab: number;
+  intermediate: number | undefined;
+  /** The main attention group's numbers (the `self` group, or the first one). */
+  heads: number;
+  kvHeads: number;
+  headDim: number | undefined;
+  attention: Record<string, AttentionGeometry>;
+  experts: number | undefined;
+  expertsPerToken: number | undefined;
+}
+
+export function createConfigReader(raw: HfConfig): ConfigReader {
+  const lookup = (source: unknown, path: string): unknown => {
+    let value: unknown = source;
+    for (const part of path.split('.')) {
+      if (typeof value !== 'object' || value === null) return undefined;
+      value = (value as Record<string, unknown>)[part];
+    }
+    return value;
+  };
+  const value = (path: string): unknown => {
+    const direct = lookup(raw, path);
+    if (direct !== undefined && direct !== null) return direct;
+    // Multimodal checkpoints nest the language model's numbers under text_config.
+    const nested = lookup(raw, `text_config.${path}`);
+    return nested === null ? undefined : nested;
+  };
+  const reader: ConfigReader = {
+    raw,
+    value,
+    bool(path) {
+      const v = value(path);
+      return typeof v === 'boolean' ? v : undefined;
+    },
+    number(spec) {
+      for (const key of spec) {
+        const v = typeof key === 'string' ? value(key) : key(reader);
+        if (typeof v === 'number' && Number.isFinite(v)) return v;
+      }
+      return undefined;
+    },
+  };
+  return reader;
+}
+
+/** Key lists for model types tp has no descriptor for (DeepSpeed's list, plus the common aliases). */
+export const GENERIC_KEYS = {
+  hidden: ['hidden_size', 'n_embd', 'd_model', 'n_embed', 'emb_dim', 'dim', 'model_dim'],
+  layers: ['num_hidden_layers', 'n_layer', 'n_layers', 'num_layers', 'encoder_layers'],
+  vocab: ['vocab_size', 'padded_vocab_size', 'n_vocab'],
+  intermediate: ['intermediate_size', 'ffn_hidden_size', 'n_inner', 'ffn_dim', 'd_ff', 'encoder_ffn_dim', 'feed_forward_size'],
+  heads: ['num_attention_heads', 'n_head', 'n_heads', 'num_heads', 'attention_heads', 'encoder_attention_heads'],
+  kvHeads: [
+    'num_key_value_heads',
+    'num_kv_heads',
+    'multi_query_group_num',
+    'attn_config.kv_n_heads',
+    'n_head_kv',
+    (c: ConfigReader) => (c.bool('multi_query') === true ? 1 : undefined),
+  ],
+  headDim: ['head_dim', 'kv_channels', 'd_kv', 'attention_head_size'],
+} satisfies Record<string, KeySpec>;
+
+export function resolveGeometry(descriptor: FamilyDescriptor, config: ConfigReader, configPath: string): Geometry {
+  const need = (what: string, spec: KeySpec): number => {
+    const v = config.number(spec);
+    if (v === undefined || !Number.isInteger(v) || v <= 0) {
+      const keys = spec.filter((k): k is string => typeof k === 'string');
+      throw new ConfigError('config-missing-key', {
+        file: configPath,
+        key: keys[0],
+        detail:
+          v === undefined
+            ? `needs the ${what} of this ${descriptor.title} model, but none of ${keys.map((k) => `"${k}"`).join(', ')} is set. Add it to config.json`
+            : `the ${what} must be a positive integer, found ${v}`,
+      });
+    }
+    return v;
+  };
+  const optional = (spec: KeySpec | undefined) => (spec === undefined ? undefined : config.number(spec));
+
+  const attention: Record<string, AttentionGeometry> = {};
+  for (const [group, spec] of Object.entries(descriptor.attention) as Array<[string, AttentionSpec]>) {
+    const heads = need(`number of attention heads${group === 'self' ? '' : ` (${group})`}`, spec.heads);
+    const kvHeads = spec.kvHeads === undefined ? heads : (config.number(spec.kvHeads) ?? heads);
+    if (!Number.isInteger(kvHeads) || kvHeads <= 0 || heads % kvHeads !== 0) {
+      throw new ConfigError('config-invalid', {
+        file: configPath,
+        detail: `${heads} attention heads cannot be grouped over ${kvHeads} key/value heads (heads must be a multiple of kv heads)`,
+      });
+    }
+    attention[group] = { heads, kvHeads, headDim: optional(spec.headDim) };
+  }
+  const main = attention['self'] ?? Object.values(attention)[0];
+  if (main === undefined) throw new Error(`descriptor ${descriptor.modelType} declares no attention group`);
+  const vocab = need('vocabulary size', descriptor.config.vocab);
+  return {
+    hidden: need('hidden size', descriptor.config.hidden),
+    layers: need('number of layers', descriptor.config.layers),
+    vocab,
+    paddedVocab: Math.max(vocab, optional(descriptor.config.paddedVocab) ?? vocab),
+    intermediate: optional(descriptor.config.intermediate),
+    heads: main.heads,
+    kvHeads: main.kvHeads,
+    headDim: main.headDim,
+    attention,
+    experts: optional(descriptor.config.experts),
+    expertsPerToken: optional(descriptor.config.expertsPerToken),
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * Family descriptors: everything tp knows about one `model_type`, as data. The analysis and planner
+ * read these; there is no `if (family === ...)` anywhere else.
+ */
+import type { HfConfig } from '../checkpoint/index.js';
+import type { Role } from './roles.js';
+
+/**
+ * Where a number comes from in config.json: keys tried in order (dotted paths reach into nested
+ * objects, e.g. `attn_config.kv_n_heads`), or a function of the config for derived values.
+ */
+export type KeySpec = ReadonlyArray<string | ((config: ConfigReader) => number | undefined)>;
+
+export interface ConfigReader {
+  readonly raw: HfConfig;
+  /** The first key of `spec` that is present and a number (null counts as absent). */
+  number(spec: KeySpec): number | undefined;
+  /** A raw value by dotted path, or undefined. */
+  value(path: string): unknown;
+  bool(path: string): boolean | undefined;
+}
+
+/**
+ * Fused layouts, each an index map from (heads per rank) to the rows a rank gathers, in the order its
+ * local tensor is assembled:
+ * - `qkv-interleaved`: per head `[q, k, v]` (bloom, gpt-neox, gpt_bigcode MHA, deberta v1)
+ * - `qkv-grouped`: per kv group `[q × (nh/nkv), k, v]` (falcon; covers MHA and MQA too)
+ * - `qkv-concat`: `[Q; K; V]` with kv sizes (mpt, phi3, gpt2/openai-gpt, gpt_bigcode MQA, chatglm)
+ * - `qkv-codegen`: 4 blocks of `[q; v; k]` (codegen's mp_num = 4)
+ * - `gate-up`: `[gate; up]` halves (phi3, glm, chatglm)
+ * - `yuan-qk` / `yuan-v`: Yuan 2's shared-QK attention (q and k concatenated then re-split per head)
+ */
+export type LayoutKind = 'qkv-interleaved' | 'qkv-grouped' | 'qkv-concat' | 'qkv-codegen' | 'gate-up' | 'yuan-qk' | 'yuan-v';
+
+export interface WeightRule {
+  /**
+   * A dotted name suffix. It is tried against the module path (the name without its last segment, so
+   * one rule covers `.weight` and `.bias`), then against the whole name (for bare parameters such as
+   * `final_logits_bias`). `#` matches any number segment, `*` any one segment.
+   */
+  match: string;
+  role: Role;
+  /** Attention group whose head counts apply (a key of the descriptor's `attention`). Default `self`. */
+  attention?: string;
+  layout?: LayoutKind | ((config: ConfigReader) => LayoutKind);
+  /** Weights that must agree on one split share a group; default `attn:<attention>` or `mlp`. */
+  group?: string;
+  /** The weight is stored `[in, out]` (GPT-2's Conv1D): column splits dim 1, row splits dim 0. */
+  transposed?: boolean;
+  /** The stored dimension that indexes heads directly (xlnet's `[d_model, heads, d_head]`, t5's bias). */
+  headAxis?: number;
+  /** Shown in the plan beside the rule. */
+  note?: string;
+}
+
+export interface AttentionSpec {
+  heads: KeySpec;
+  /** Absent: equal to heads. */
+  kvHeads?: KeySpec;
+  /** Absent: derived from the projection shapes. */
+  headDim?: KeySpec;
+}
+
+export interface FamilyDescriptor {
+  modelType: string;
+  /** Other `model_type` strings that mean the same family (e.g. RefinedWeb for falcon). */
+  aliases?: readonly string[];
+  /** What users call it, for messages. */
+  title: string;
+  kind: 'causal' | 'seq2seq' | 'encoder';
+  /** Set when tp refuses the family; the reason is shown verbatim. */
+  refuse?: { reason: string; hint?: string };
+  config: {
+    hidden: KeySpec;
+    layers: KeySpec;
+    vocab: KeySpec;
+    intermediate?: KeySpec;
+    paddedVocab?: KeySpec;
+    experts?: KeySpec;
+    expertsPerToken?: KeySpec;
+  };
+  attention: Readonly<Record<string, AttentionSpec>>;
+  /** `tie_word_embeddings` when config.json does not say (the HF class default). */
+  tieDefault: boolean;
+  /** Does the class carry an LM head at all (false for e.g. SplinterModel). Default true. */
+  hasLmHead?: boolean;
+  /** The stored output projection is also the decoder's input embedding (fsmt). */
+  lmHeadIsEmbedding?: boolean;
+  /** Ordered: the first matching rule decides. */
+  weights: readonly WeightRule[];
+  /** Facts worth showing with a plan of this family (e.g. why DeepSpeed refuses it and we do not). */
+  notes?: readonly string[];
+}

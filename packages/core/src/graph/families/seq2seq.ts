@@ -1,0 +1,93 @@
+/** Encoder–decoders: T5 and the BART family. families.md §4.4. */
+import type { FamilyDescriptor } from '../descriptor.js';
+import { bartAttention, bartLike, t5Attention, t5AttentionGroups, t5Config, t5Rules } from './templates.js';
+
+export const t5: FamilyDescriptor = {
+  modelType: 't5',
+  aliases: ['mt5', 'umt5'],
+  title: 'T5',
+  kind: 'seq2seq',
+  tieDefault: true,
+  config: t5Config,
+  attention: t5AttentionGroups,
+  weights: t5Rules,
+  notes: ['relative_attention_bias is [buckets, heads]: each rank keeps the columns of its own heads'],
+};
+
+export const longt5: FamilyDescriptor = {
+  ...t5,
+  modelType: 'longt5',
+  aliases: [],
+  title: 'LongT5',
+  weights: [...t5Attention('LocalSelfAttention', 'self'), ...t5Attention('TransientGlobalSelfAttention', 'self'), ...t5Rules],
+};
+
+export const bart = bartLike({ modelType: 'bart', title: 'BART' });
+export const mvp = bartLike({
+  modelType: 'mvp',
+  title: 'MVP',
+  extra: [
+    { match: 'self_attn_prompt.*', role: 'other' },
+    { match: 'self_attn_prompt.prompt_trans.#', role: 'other' },
+    { match: 'cross_attn_prompt.*', role: 'other' },
+    { match: 'cross_attn_prompt.prompt_trans.#', role: 'other' },
+  ],
+});
+export const plbart = bartLike({ modelType: 'plbart', title: 'PLBart' });
+export const pegasus = bartLike({ modelType: 'pegasus', title: 'Pegasus', extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }] });
+export const marian = bartLike({
+  modelType: 'marian',
+  title: 'Marian',
+  extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }],
+});
+export const m2m100 = bartLike({
+  modelType: 'm2m_100',
+  title: 'M2M100',
+  extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }],
+});
+export const bigbirdPegasus = bartLike({
+  modelType: 'bigbird_pegasus',
+  title: 'BigBird-Pegasus',
+  extra: [
+    { match: 'encoder.layers.#.self_attn.self.query', role: 'attn.q', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.self.key', role: 'attn.k', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.self.value', role: 'attn.v', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.output', role: 'attn.out', attention: 'enc' },
+  ],
+});
+
+export const led = bartLike({
+  modelType: 'led',
+  title: 'LED',
+  extra: [
+    { match: 'encoder.layers.#.self_attn.longformer_self_attn.query', role: 'attn.q', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.longformer_self_attn.key', role: 'attn.k', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.longformer_self_attn.value', role: 'attn.v', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.longformer_self_attn.query_global', role: 'attn.q', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.longformer_self_attn.key_global', role: 'attn.k', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.longformer_self_attn.value_global', role: 'attn.v', attention: 'enc' },
+    { match: 'encoder.layers.#.self_attn.output', role: 'attn.out', attention: 'enc' },
+  ],
+  notes: [
+    "DeepSpeed AutoTP refuses led because it halves embed_dim, which breaks the Longformer attention's width check; tp plans by heads (including the *_global projections)",
+  ],
+});
+
+export const fsmt: FamilyDescriptor = bartLike({
+  modelType: 'fsmt',
+  title: 'FSMT',
+  tieDefault: false,
+  lmHeadIsEmbedding: true,
+  config: { hidden: ['d_model'], layers: ['decoder_layers'], vocab: ['tgt_vocab_size'], intermediate: ['decoder_ffn_dim'] },
+  extra: [
+    ...bartAttention('encoder', 'self_attn', 'enc'),
+    { match: 'decoder.output_projection', role: 'lm_head', note: 'also the decoder input embedding (tied)' },
+    { match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' },
+  ],
+  notes: [
+    'DeepSpeed AutoTP refuses fsmt (a hard-coded list, no reason given); its layers are plain BART-style linears and tp plans them by heads',
+    'the decoder embedding is tied to output_projection, so that tensor is kept whole unless --vocab-parallel splits both by vocabulary',
+  ],
+});
+
+export const seq2seqFamily: readonly FamilyDescriptor[] = [t5, longt5, bart, mvp, plbart, pegasus, marian, m2m100, bigbirdPegasus, led, fsmt];

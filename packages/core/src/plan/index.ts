@@ -1,0 +1,5 @@
+export * from './split.js';
+export * from './layouts.js';
+export * from './policy.js';
+export * from './types.js';
+export * from './planner.js';

@@ -1,0 +1,110 @@
+/**
+ * The plan: a plain, serialisable object and the single source of truth the engine reads. Every
+ * tensor says how it is split and, for every rank, which index ranges of its split dimension the rank
+ * gathers — in the order the rank's local tensor is assembled.
+ */
+import type { Dtype } from '../checkpoint/index.js';
+import type { Geometry, LayoutKind, Role } from '../graph/index.js';
+import type { Range } from './split.js';
+import type { SplitKind } from './policy.js';
+
+export const PLAN_FORMAT_VERSION = 1;
+
+/**
+ * How a weight is shared (Y = X·Wᵀ with W stored [out, in], as nn.Linear does):
+ * - `replicate`: every rank holds all of W.
+ * - `column`: W's rows (output features, dim 0) are split; Y comes out split by feature; no collective.
+ * - `row`: W's columns (input features, dim 1) are split; each rank's Y is a partial sum, all-reduced,
+ *   then the full bias is added once.
+ * - `vocab`: an embedding or LM head split by vocabulary rows: lookups are masked and all-reduced,
+ *   logits are all-gathered.
+ * `dim` gives the stored dimension actually split (GPT-2's Conv1D stores [in, out], so its column
+ * split is dim 1).
+ */
+export type Split = SplitKind;
+
+export interface RankSlice {
+  /** [start, end) along `dim`, concatenated in this order to build the rank's local tensor. */
+  readonly ranges: Range[];
+  /** The local tensor's shape. */
+  readonly shape: number[];
+  /** Bytes the rank reads for this tensor (0 when `read` is false). */
+  readonly bytes: number;
+}
+
+export interface TensorPlan {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: Dtype;
+  readonly role: Role;
+  readonly split: Split;
+  readonly dim: number;
+  readonly ranks: RankSlice[];
+  /** The analysis rule that gave the role (`llama:self_attn.q_proj`, `generic:q`). */
+  readonly rule: string;
+  /** Why it is split this way (`attention heads`, `policy (tp_plan) ...`). */
+  readonly decidedBy: string;
+  readonly layout?: LayoutKind;
+  /** The collective that follows the op using this weight. */
+  readonly after: 'all-reduce' | 'all-gather' | null;
+  /** False for stored buffers the engine recomputes (never read from disk). */
+  readonly read: boolean;
+  readonly note?: string;
+}
+
+export interface AttentionPlan {
+  readonly group: string;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number | undefined;
+  /** True when tp exceeds the kv heads: ranks hold copies of their group's kv head. */
+  readonly kvReplicated: boolean;
+  /** q/k are computed whole and sliced by head after a norm that spans all heads (mpt qk_ln). */
+  readonly sliceAfterNorm: boolean;
+  readonly ranks: Array<{ q: Range; kv: Range }>;
+}
+
+export interface LmHeadPlan {
+  /** The weight used as output projection (the embedding when tied). */
+  readonly weight: string;
+  readonly tied: boolean;
+  /** `row`: split by hidden, logits all-reduced; `vocab`: split by vocabulary, logits all-gathered. */
+  readonly split: 'row' | 'vocab' | 'replicate';
+  /** Hidden ranges (row) or vocabulary ranges (vocab) per rank. */
+  readonly ranks: Array<{ ranges: Range[] }>;
+  readonly after: 'all-reduce' | 'all-gather' | null;
+}
+
+export interface RankSummary {
+  readonly rank: number;
+  /** Weight bytes this rank reads from disk. */
+  readonly bytesToRead: number;
+  /** Parameter memory on the rank, in the compute dtype. */
+  readonly paramBytes: number;
+  /** KV-cache bytes this rank adds per token of context (per sequence). */
+  readonly kvCacheBytesPerToken: number;
+}
+
+export interface TPPlan {
+  readonly formatVersion: typeof PLAN_FORMAT_VERSION;
+  readonly tpSize: number;
+  readonly options: { vocabParallel: boolean; grain: number; computeDtype: Dtype; kvDtype: Dtype; policy: boolean };
+  readonly model: {
+    readonly modelType: string;
+    readonly family: string;
+    readonly title: string;
+    readonly kind: 'causal' | 'seq2seq' | 'encoder';
+    readonly architectures: readonly string[];
+    readonly dtype: Dtype;
+  };
+  readonly geometry: Geometry;
+  readonly attention: readonly AttentionPlan[];
+  readonly lmHead: LmHeadPlan | null;
+  readonly tensors: readonly TensorPlan[];
+  /** Per block list, the weights whose op is followed by an all-reduce. */
+  readonly allReduces: ReadonlyArray<{ block: string; after: string[] }>;
+  readonly ranks: readonly RankSummary[];
+  readonly totals: { bytes: number; paramBytes: number; kvCacheBytesPerToken: number };
+  readonly warnings: readonly string[];
+  readonly notes: readonly string[];
+}
