@@ -3,3 +3,4 @@ export * from './convert.js';
 export * from './safetensors.js';
 export * from './checkpoint.js';
 export * from './slice.js';
+export * from './write.js';
