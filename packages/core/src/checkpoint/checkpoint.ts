@@ -27,6 +27,8 @@ export interface Checkpoint {
    */
   readBytes(file: string, offset: number, length: number, into: Uint8Array, intoOffset: number): void;
   readonly bytesRead: number;
+  /** Things that are allowed but odd (e.g. a shard tensor the index does not list). */
+  readonly warnings: readonly string[];
   close(): void;
 }
 
@@ -64,7 +66,12 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       tensors.set(t.name, t);
     }
   }
+  const warnings: string[] = [];
   if (weightFiles.weightMap !== undefined) {
+    const unlisted = [...tensors.keys()].filter((name) => !weightFiles.weightMap!.has(name));
+    if (unlisted.length > 0) {
+      warnings.push(`${INDEX_FILE} does not list ${unlisted.length} tensor(s) found in the shards (e.g. ${unlisted[0]}); they are used anyway`);
+    }
     for (const [name, file] of weightFiles.weightMap) {
       const t = tensors.get(name);
       if (t === undefined || t.file !== file) {
@@ -77,7 +84,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       }
     }
   }
-  return createCheckpoint(root, configPath, config, files, tensors);
+  return createCheckpoint(root, configPath, config, files, tensors, warnings);
 }
 
 async function readConfig(configPath: string): Promise<HfConfig> {
@@ -169,8 +176,7 @@ async function resolveShard(root: string, realRoot: string, shard: string, index
     });
   if (path.isAbsolute(shard)) throw escapes();
   const file = path.resolve(root, shard);
-  const rel = path.relative(root, file);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw escapes();
+  if (!isInside(root, file)) throw escapes();
   const real = await realpath(file).catch(() => undefined);
   if (real === undefined) {
     throw new CheckpointError('index-missing-shard', {
@@ -180,9 +186,14 @@ async function resolveShard(root: string, realRoot: string, shard: string, index
       hint: 'Download every shard listed in the index',
     });
   }
-  const realRel = path.relative(realRoot, real);
-  if (realRel.startsWith('..') || path.isAbsolute(realRel)) throw escapes();
+  if (!isInside(realRoot, real)) throw escapes();
   return file;
+}
+
+/** True when `file` lies inside `dir` (a shard may be called `..model.safetensors`; `../model` may not). */
+function isInside(dir: string, file: string): boolean {
+  const rel = path.relative(dir, file);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }
 
 function createCheckpoint(
@@ -191,6 +202,7 @@ function createCheckpoint(
   config: HfConfig,
   files: SafetensorsHeader[],
   tensors: Map<string, TensorInfo>,
+  warnings: string[],
 ): Checkpoint {
   const fds = new Map<string, number>();
   let bytesRead = 0;
@@ -208,6 +220,7 @@ function createCheckpoint(
     config,
     files,
     tensors,
+    warnings,
     tensor(name) {
       const t = tensors.get(name);
       if (t === undefined) {

@@ -37,7 +37,8 @@ export interface SafetensorsHeader {
   readonly tensors: readonly TensorInfo[];
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a byte-order mark in the text, so JSON.parse rejects it as the reference reader does.
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Read and check the header of one safetensors file. Reads 8 + N bytes, never the data. */
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
@@ -114,22 +115,6 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileSize: number, fil
   let previousEnd = 0;
   let previousName: string | undefined;
   for (const entry of entries) {
-    if (entry.begin > dataSize || (entry.begin === dataSize && entry.end > entry.begin)) {
-      throw new CheckpointError('offset-out-of-range', {
-        file,
-        tensor: entry.name,
-        detail: `data_offsets [${entry.begin}, ${entry.end}] start past the end of the data section (${dataSize} bytes)`,
-        hint: 'The header is corrupt',
-      });
-    }
-    if (entry.end > dataSize) {
-      throw new CheckpointError('file-truncated', {
-        file,
-        tensor: entry.name,
-        detail: `the tensor ends at byte ${entry.end} of the data section but the file holds only ${dataSize} data bytes`,
-        hint: 'The file is truncated (an interrupted download?); fetch it again',
-      });
-    }
     if (entry.begin < previousEnd) {
       throw new CheckpointError('overlapping-tensors', {
         file,
@@ -139,11 +124,29 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileSize: number, fil
       });
     }
     if (entry.begin > previousEnd) {
+      // Not where the previous tensor ended: either pointing outside the file or leaving a hole.
+      if (entry.begin >= dataSize) {
+        throw new CheckpointError('offset-out-of-range', {
+          file,
+          tensor: entry.name,
+          detail: `data_offsets [${entry.begin}, ${entry.end}] point past the end of the data section (${dataSize} bytes)`,
+          hint: 'The header is corrupt',
+        });
+      }
       throw new CheckpointError('gap-between-tensors', {
         file,
         tensor: entry.name,
         detail: `data_offsets start at ${entry.begin} but the previous tensor ends at ${previousEnd}; safetensors data must be contiguous`,
         hint: 'The header is corrupt',
+      });
+    }
+    if (entry.end > dataSize) {
+      // The layout is consistent but the file stops early: it was cut (an interrupted download).
+      throw new CheckpointError('file-truncated', {
+        file,
+        tensor: entry.name,
+        detail: `the tensor ends at byte ${entry.end} of the data section but the file holds only ${dataSize} data bytes`,
+        hint: 'The file is truncated (an interrupted download?); fetch it again',
       });
     }
     previousEnd = entry.end;

@@ -44,8 +44,14 @@ export function readSliceBytes(ckpt: Checkpoint, tensor: TensorInfo | string, re
     throw new CheckpointError('bad-slice', { file: info.file, tensor: info.name, detail: `dimension ${dim} does not exist in shape [${info.shape.join(', ')}]` });
   }
   const size = shape[dim]!;
-  const ranges = mergeRanges(request.ranges ?? [[0, size]]);
-  for (const [start, end] of ranges) {
+  // The default is the whole dimension; one of size 0 has no valid range, so read nothing.
+  const requested = request.ranges ?? (size === 0 ? [] : [[0, size]]);
+  if (request.ranges !== undefined && request.ranges.length === 0) {
+    throw new CheckpointError('bad-slice', { file: info.file, tensor: info.name, detail: 'no ranges were requested' });
+  }
+  // Check the ranges as given, before touching ones are merged: merging first would let a reversed
+  // or empty range hide inside its neighbour ([3, 1] then [1, 4] would pass as [3, 4]).
+  for (const [start, end] of requested) {
     if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > size || start >= end) {
       throw new CheckpointError('bad-slice', {
         file: info.file,
@@ -54,6 +60,7 @@ export function readSliceBytes(ckpt: Checkpoint, tensor: TensorInfo | string, re
       });
     }
   }
+  const ranges = mergeRanges(requested);
   const outer = shape.slice(0, dim).reduce((a, b) => a * b, 1);
   const inner = shape.slice(dim + 1).reduce((a, b) => a * b, 1);
   const picked = ranges.reduce((n, [s, e]) => n + (e - s), 0);

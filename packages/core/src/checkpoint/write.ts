@@ -23,9 +23,12 @@ export function encodeSafetensorsHeader(
   tensors: ReadonlyArray<Pick<TensorToWrite, 'name' | 'dtype' | 'shape'>>,
   metadata: Record<string, string> = { format: 'pt' },
 ): Uint8Array {
-  const header: Record<string, unknown> = { __metadata__: metadata };
+  // No prototype: a tensor named "__proto__" must become a key like any other, not replace the prototype.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  header['__metadata__'] = metadata;
   let offset = 0;
   for (const t of tensors) {
+    if (t.name in header) throw new Error(`tensor ${t.name}: the name is used twice or is reserved`);
     const length = tensorByteLength(t.dtype, t.shape);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + length] };
     offset += length;
@@ -40,6 +43,7 @@ export function encodeSafetensorsHeader(
 }
 
 export async function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
+  const header = encodeSafetensorsHeader(tensors, metadata); // may throw: before the file is created
   const handle = await open(file, 'w');
   try {
     let position = 0;
@@ -51,7 +55,7 @@ export async function writeSafetensors(file: string, tensors: readonly TensorToW
       }
       position += bytes.length;
     };
-    await write(encodeSafetensorsHeader(tensors, metadata));
+    await write(header);
     for (const t of tensors) {
       const data = typeof t.data === 'function' ? t.data() : t.data;
       const expected = tensorByteLength(t.dtype, t.shape);

@@ -80,7 +80,7 @@ export function analyzeModel(ckpt: Checkpoint): ModelGraph {
   }
   const descriptor = known ?? genericDescriptor(modelType, config);
   const geometry = resolveGeometry(descriptor, config, ckpt.configPath);
-  const warnings: string[] = [];
+  const warnings: string[] = [...(ckpt.warnings ?? [])];
   const rules = descriptor.weights.map((rule) => ({ rule, pattern: compileSuffix(rule.match) }));
 
   const names = [...ckpt.tensors.keys()].sort();

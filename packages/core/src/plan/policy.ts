@@ -144,8 +144,11 @@ export function applyPolicy(graph: ModelGraph, policy: Policy, warnings: string[
 /** The few names nearest to `wanted` by edit distance (ties broken by a shared suffix). */
 export function closest(wanted: string, names: readonly string[], count = 3): string[] {
   const w = wanted.replace(/\d+/g, '*');
+  const depth = w.split('.').length;
+  // Compare with the whole name and with its last segments, so "o_projection" finds "self_attn.o_proj".
+  const distance = (name: string) => Math.min(editDistance(w, name), editDistance(w, name.split('.').slice(-depth).join('.')));
   return [...new Set(names)]
-    .map((name) => ({ name, d: editDistance(w, name) - (name.endsWith(w.split('.').pop() ?? '') ? 2 : 0) }))
+    .map((name) => ({ name, d: distance(name) }))
     .sort((a, b) => a.d - b.d || a.name.localeCompare(b.name))
     .slice(0, count)
     .map((x) => x.name);

@@ -1,0 +1,91 @@
+/** `tp plan <dir>`: the tensor-parallel plan of a checkpoint, from its headers alone. */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { analyzeModel, openCheckpoint, planTensorParallel, PolicyError, type Dtype } from '@tp/core';
+import { renderPlan } from '../format/plan-table.js';
+import { UsageError, type CliIo } from '../io.js';
+import { parsePositiveInt } from './args.js';
+
+export const planHelp = `Usage: tp plan <model-dir> [--tp N] [--json] [--policy file.json] [--vocab-parallel] [--grain N]
+
+Decide, from config.json and the safetensors headers alone, how every weight of a Hugging Face
+checkpoint is split over N tensor-parallel ranks: no weight bytes are read, so this works for any
+model size on any machine.
+
+Options:
+  --tp N              number of ranks (default 2)
+  --json              print the whole plan as JSON (for scripts); every tensor has name, shape,
+                      dtype, role, split (replicate|column|row|vocab), dim and per-rank ranges
+  --policy FILE       override the automatic decisions with a policy: DeepSpeed's form
+                      {"model.layers.*": ["o_proj", "down_proj"]} (listed linears are row-parallel,
+                      the other linears of those blocks column-parallel) or a Hugging Face tp_plan
+                      {"layers.*.self_attn.q_proj": "colwise", ...}
+  --vocab-parallel    split the embedding and LM head by vocabulary (logits all-gathered) instead
+                      of splitting the LM head by hidden (logits all-reduced)
+  --grain N           split MLP and vocabulary widths in multiples of N (default 64)
+  --compute-dtype T   dtype weights take on the device, for the memory column (F32, F16, BF16;
+                      default: as stored)
+  -h, --help          show this help
+
+Examples:
+  tp plan ./Llama-3.2-1B --tp 4
+  tp plan ./my-model --tp 8 --json > plan.json
+  tp plan ./my-model --tp 2 --policy policy.json
+`;
+
+export async function planCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      tp: { type: 'string' },
+      json: { type: 'boolean' },
+      policy: { type: 'string' },
+      'vocab-parallel': { type: 'boolean' },
+      grain: { type: 'string' },
+      'compute-dtype': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    io.stdout(planHelp);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'tp plan needs a model folder' : `tp plan takes one model folder, got ${positionals.length}`);
+  const dir = positionals[0]!;
+  const tpSize = values.tp === undefined ? 2 : parsePositiveInt(values.tp, '--tp');
+  const grain = values.grain === undefined ? undefined : parsePositiveInt(values.grain, '--grain');
+  const computeDtype = values['compute-dtype']?.toUpperCase();
+  if (computeDtype !== undefined && !['F32', 'F16', 'BF16'].includes(computeDtype)) throw new UsageError(`--compute-dtype must be F32, F16 or BF16, got ${values['compute-dtype']}`);
+
+  let policy: unknown;
+  if (values.policy !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(values.policy, 'utf8');
+    } catch {
+      throw new UsageError(`cannot read the policy file ${values.policy}`);
+    }
+    try {
+      policy = JSON.parse(text);
+    } catch (cause) {
+      throw new PolicyError('policy-invalid', { detail: `${values.policy} is not valid JSON (${(cause as Error).message})` });
+    }
+  }
+
+  const ckpt = await openCheckpoint(dir);
+  try {
+    const graph = analyzeModel(ckpt);
+    const plan = planTensorParallel(graph, {
+      tpSize,
+      ...(policy !== undefined ? { policy } : {}),
+      vocabParallel: values['vocab-parallel'] ?? false,
+      ...(grain !== undefined ? { grain } : {}),
+      ...(computeDtype !== undefined ? { computeDtype: computeDtype as Dtype } : {}),
+    });
+    io.stdout(values.json ? `${JSON.stringify(plan, null, 1)}\n` : `${renderPlan(plan, ckpt.dir)}\n`);
+    return 0;
+  } finally {
+    ckpt.close();
+  }
+}

@@ -1,0 +1,15 @@
+/** The table of supported families, keyed by HF `model_type`. */
+import { gptFamilies } from './gpt.js';
+import { llamaFamilies } from './llama.js';
+import type { FamilySpec } from './types.js';
+
+export type { AttentionKind, Dims, FamilySpec, SpecialIds, TensorSpec, VariantSpec } from './types.js';
+
+export const FAMILIES: ReadonlyMap<string, FamilySpec> = new Map([...llamaFamilies, ...gptFamilies].map((f) => [f.modelType, f]));
+
+export const FAMILY_NAMES: readonly string[] = [...FAMILIES.keys()];
+
+/** Variant names per family, for families that have them. */
+export function familyVariants(family: string): readonly string[] {
+  return Object.keys(FAMILIES.get(family)?.variants ?? {});
+}

@@ -1,0 +1,12 @@
+export { writeTinyModel, tensorValues, type TinyModelResult } from './write.js';
+export { DEFAULTS, TOKENIZER_MIN_VOCAB, familySpec, resolveDims, type TinyModelOptions } from './options.js';
+export { FAMILIES, FAMILY_NAMES, familyVariants } from './families/index.js';
+export type { AttentionKind, Dims, FamilySpec, SpecialIds, TensorSpec, VariantSpec } from './families/index.js';
+export { PRESETS, type Preset } from './presets.js';
+export { TinyModelError } from './errors.js';
+export { TINY_DTYPES, DTYPE_INFO, encodeF32, f32ArrayToBf16, f32ArrayToF16, type TinyDtype } from './encode.js';
+export { fillNormal, hashString, mix32, tensorSeed } from './random.js';
+export { buildTokenizer, byteToUnicode, learnMerges, specialTokens, type SpecialToken, type TokenizerFiles } from './tokenizer.js';
+export { buildConfig, buildGenerationConfig, TRANSFORMERS_VERSION } from './config.js';
+export { assignShards, shardFileName, INDEX_FILE, SINGLE_FILE } from './shards.js';
+export { float, pythonFloatRepr, toPythonJson, PyFloat, type JsonStyle, type PyJson, type PyObject } from './json.js';
