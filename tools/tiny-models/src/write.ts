@@ -8,7 +8,7 @@ import { writeSafetensors, type TensorToWrite } from '@tp/core';
 import { buildConfig, buildGenerationConfig } from './config.js';
 import { DTYPE_INFO, encodeF32, type TinyDtype } from './encode.js';
 import type { TensorSpec } from './families/index.js';
-import { toPythonJson, type PyJson } from './json.js';
+import { toPythonJson, type JsonStyle, type PyJson } from './json.js';
 import { familySpec, resolveDims, resolveWriteOptions, type TinyModelOptions } from './options.js';
 import { fillNormal, tensorSeed } from './random.js';
 import { INDEX_FILE, SINGLE_FILE, assignShards, shardFileName, shardIndex } from './shards.js';
@@ -68,7 +68,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions): Pr
   await removeStale(root, tokenizerFiles !== undefined);
 
   const files: string[] = [];
-  const json = async (file: string, value: PyJson, style?: Parameters<typeof toPythonJson>[1]) => {
+  const json = async (file: string, value: PyJson, style?: JsonStyle) => {
     await writeFile(path.join(root, file), `${toPythonJson(value, style)}\n`);
     files.push(file);
   };

@@ -30,6 +30,8 @@ export interface WeightNode {
   /** Weights that must agree on one split share a group: `model.layers.3/attn:self`. */
   readonly group: string;
   readonly expert: number | undefined;
+  /** What the engine uses it for (norm slots, side projections), from the descriptor. */
+  readonly slot: string | undefined;
   readonly note: string | undefined;
 }
 
@@ -144,6 +146,7 @@ export function analyzeModel(ckpt: Checkpoint): ModelGraph {
       block,
       group: `${block ? `${block.list}.${block.index}` : ''}/${groupName}${expert !== undefined && !groupName.includes(':expert') ? `:expert${expert}` : ''}`,
       expert,
+      slot: rule?.slot,
       note: rule?.note,
     });
   }

@@ -4,7 +4,7 @@
  */
 import type { HfConfig } from '../checkpoint/index.js';
 import { ConfigError } from '../errors/index.js';
-import type { AttentionSpec, ConfigReader, FamilyDescriptor, KeySpec } from './descriptor.js';
+import type { AttentionKeys, ConfigReader, FamilyDescriptor, KeySpec } from './descriptor.js';
 
 export interface AttentionGeometry {
   heads: number;
@@ -100,7 +100,7 @@ export function resolveGeometry(descriptor: FamilyDescriptor, config: ConfigRead
   const optional = (spec: KeySpec | undefined) => (spec === undefined ? undefined : config.number(spec));
 
   const attention: Record<string, AttentionGeometry> = {};
-  for (const [group, spec] of Object.entries(descriptor.attention) as Array<[string, AttentionSpec]>) {
+  for (const [group, spec] of Object.entries(descriptor.attention) as Array<[string, AttentionKeys]>) {
     const heads = need(`number of attention heads${group === 'self' ? '' : ` (${group})`}`, spec.heads);
     const kvHeads = spec.kvHeads === undefined ? heads : (config.number(spec.kvHeads) ?? heads);
     if (!Number.isInteger(kvHeads) || kvHeads <= 0 || heads % kvHeads !== 0) {

@@ -3,6 +3,7 @@
  * read these; there is no `if (family === ...)` anywhere else.
  */
 import type { HfConfig } from '../checkpoint/index.js';
+import type { DecoderSpec } from './decoder-spec.js';
 import type { Role } from './roles.js';
 
 /**
@@ -49,11 +50,16 @@ export interface WeightRule {
   transposed?: boolean;
   /** The stored dimension that indexes heads directly (xlnet's `[d_model, heads, d_head]`, t5's bias). */
   headAxis?: number;
+  /**
+   * What the engine uses the weight for, beyond its role: norms (`attn_norm`, `mlp_norm`, `final_norm`,
+   * `embed_norm`, `q_norm`, `k_norm`) and side projections (`project_in`, `project_out`).
+   */
+  slot?: string;
   /** Shown in the plan beside the rule. */
   note?: string;
 }
 
-export interface AttentionSpec {
+export interface AttentionKeys {
   heads: KeySpec;
   /** Absent: equal to heads. */
   kvHeads?: KeySpec;
@@ -79,7 +85,7 @@ export interface FamilyDescriptor {
     experts?: KeySpec;
     expertsPerToken?: KeySpec;
   };
-  attention: Readonly<Record<string, AttentionSpec>>;
+  attention: Readonly<Record<string, AttentionKeys>>;
   /** `tie_word_embeddings` when config.json does not say (the HF class default). */
   tieDefault: boolean;
   /** Does the class carry an LM head at all (false for e.g. SplinterModel). Default true. */
@@ -88,6 +94,8 @@ export interface FamilyDescriptor {
   lmHeadIsEmbedding?: boolean;
   /** Ordered: the first matching rule decides. */
   weights: readonly WeightRule[];
+  /** How the engine runs the family; absent when tp plans it but does not run it yet. */
+  decoder?: (config: ConfigReader) => DecoderSpec;
   /** Facts worth showing with a plan of this family (e.g. why DeepSpeed refuses it and we do not). */
   notes?: readonly string[];
 }

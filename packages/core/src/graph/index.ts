@@ -1,5 +1,6 @@
 export * from './roles.js';
 export * from './descriptor.js';
+export * from './decoder-spec.js';
 export * from './config.js';
 export * from './match.js';
 export * from './tree.js';

@@ -115,3 +115,44 @@ export function yuanValueHeads(heads: number, tp: number, rank: number): Range[]
 export function yuanProblem(heads: number, tp: number): string | undefined {
   return heads % (2 * tp) === 0 ? undefined : `Yuan's shared-QK attention needs heads % (2·tp) = 0 (heads = ${heads})`;
 }
+
+/**
+ * Row order that turns a rank's fused q/k/v tensor (assembled in its native layout, as the plan lists
+ * it) into [Q; K; V] with heads in order, so the engine splits every fused layout the same way.
+ * `order[i]` is the native row that becomes row i.
+ */
+export function canonicalQkvOrder(kind: LayoutKind, qHeads: number, kvHeads: number, headWidth: number, codegenBlocks = 4): Int32Array {
+  const rows = (qHeads + 2 * kvHeads) * headWidth;
+  const order = new Int32Array(rows);
+  const push = (() => {
+    let at = 0;
+    return (start: number, count: number) => {
+      for (let i = 0; i < count; i++) order[at++] = start + i;
+    };
+  })();
+  switch (kind) {
+    case 'qkv-concat':
+      push(0, rows);
+      return order;
+    case 'qkv-interleaved':
+    case 'qkv-grouped': {
+      // local groups: [q × (qHeads/kvHeads), k, v] per kv head
+      const g = qHeads / kvHeads;
+      const block = (g + 2) * headWidth;
+      for (let h = 0; h < kvHeads; h++) push(h * block, g * headWidth);
+      for (let h = 0; h < kvHeads; h++) push(h * block + g * headWidth, headWidth);
+      for (let h = 0; h < kvHeads; h++) push(h * block + (g + 1) * headWidth, headWidth);
+      return order;
+    }
+    case 'qkv-codegen': {
+      // local blocks: [q; v; k], each part qHeads/blocks heads (codegen has no GQA)
+      const part = (qHeads / codegenBlocks) * headWidth;
+      for (let b = 0; b < codegenBlocks; b++) push(b * 3 * part, part); // q
+      for (let b = 0; b < codegenBlocks; b++) push(b * 3 * part + 2 * part, part); // k
+      for (let b = 0; b < codegenBlocks; b++) push(b * 3 * part + part, part); // v
+      return order;
+    }
+    default:
+      throw new Error(`layout ${kind} is not a fused q/k/v layout`);
+  }
+}

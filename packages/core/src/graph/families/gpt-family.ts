@@ -222,7 +222,8 @@ export const mpt: FamilyDescriptor = {
     hidden: ['d_model'],
     layers: ['n_layers'],
     vocab: keys.vocab,
-    intermediate: [(c) => (c.number(['expansion_ratio']) ?? 4) * (c.number(['d_model']) ?? 0) || undefined],
+    // transformers' MptMLP is always 4 × d_model, whatever expansion_ratio says
+    intermediate: [(c) => 4 * (c.number(['d_model']) ?? 0) || undefined],
   },
   attention: { self: { heads: ['n_heads'], kvHeads: ['attn_config.kv_n_heads'] } },
   weights: [
