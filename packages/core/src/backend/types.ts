@@ -108,6 +108,15 @@ export interface Rank {
   readonly world: number;
   readonly backend: string;
 
+  /**
+   * Tensors made between beginStep and endStep (one forward pass) are released together at endStep;
+   * tensors made outside a step (weights, KV caches) live until freed.
+   */
+  beginStep(): void;
+  endStep(): void;
+  /** Device memory this rank holds, in bytes (for reports). */
+  memoryBytes(): number;
+
   upload(data: Float32Array, shape: readonly number[], dtype?: DeviceDtype): DeviceTensor;
   download(t: DeviceTensor): Promise<Float32Array>;
   free(t: DeviceTensor): void;
@@ -121,7 +130,7 @@ export interface Rank {
   embedding(table: DeviceTensor, ids: Int32Array, rowOffset?: number, scale?: number): DeviceTensor;
   norm(x: DeviceTensor, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
   /** Norm over each `width`-wide group of features (Qwen3's per-head q/k norm). */
-  groupNorm(x: DeviceTensor, width: number, spec: NormSpec, weight?: DeviceTensor): DeviceTensor;
+  groupNorm(x: DeviceTensor, width: number, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
   /** a + b (b broadcast over rows when it is 1-D). */
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor;
   /** a += b in place (b broadcast over rows when 1-D); returns a. */
@@ -144,6 +153,7 @@ export interface Rank {
   rotary(x: DeviceTensor, positions: Int32Array, spec: RotarySpec): DeviceTensor;
 
   createKvCache(batch: number, capacity: number, kvHeads: number, headDim: number, valueDim: number): KvCache;
+  freeKvCache(cache: KvCache): void;
   /**
    * Causal attention of `rows` new positions per sequence. q [B·rows, heads·headDim], k and v the new
    * keys and values ([B·rows, kvHeads·headDim] and [B·rows, kvHeads·valueDim]) which are appended to the

@@ -1,18 +1,24 @@
 /** GPT-style decoders with fused or legacy layouts. families.md §4.2. */
 import type { ConfigReader, FamilyDescriptor, WeightRule } from '../descriptor.js';
-import { gpt2Config, keys, multiQuery } from './templates.js';
+import type { DecoderSpec } from '../decoder-spec.js';
+import { activationOf, gpt2Config, keys, multiQuery, ropeScalingOf, tokenIds } from './templates.js';
 
 const gptEdges: readonly WeightRule[] = [
   { match: 'wte', role: 'embed' },
   { match: 'wpe', role: 'pos_embed' },
-  { match: 'ln_1', role: 'norm' },
-  { match: 'ln_2', role: 'norm' },
-  { match: 'ln_f', role: 'norm' },
+  { match: 'ln_1', role: 'norm', slot: 'attn_norm' },
+  { match: 'ln_2', role: 'norm', slot: 'mlp_norm' },
+  { match: 'ln_f', role: 'norm', slot: 'final_norm' },
   { match: 'lm_head', role: 'lm_head' },
   { match: 'attn.bias', role: 'buffer' },
   { match: 'attn.masked_bias', role: 'buffer' },
   { match: 'attn.causal_mask', role: 'buffer' },
 ];
+
+/** LayerNorm decoders: the common part of the GPT-style specs. */
+function gptDecoder(c: ConfigReader, fields: Omit<DecoderSpec, 'norm' | 'normPlacement' | 'residual'> & Partial<DecoderSpec>, epsKeys: string[] = ['layer_norm_epsilon']): DecoderSpec {
+  return { norm: { kind: 'layer', eps: c.number(epsKeys) ?? 1e-5 }, normPlacement: 'pre', residual: 'sequential', ...tokenIds(c), ...fields };
+}
 
 /** GPT-2 and OpenAI-GPT store Conv1D weights as [in, out]: column splits dim 1, row splits dim 0. */
 const conv1dRules: readonly WeightRule[] = [
@@ -32,6 +38,13 @@ export const gpt2: FamilyDescriptor = {
   config: gpt2Config,
   attention: gpt2Attention,
   weights: [...conv1dRules, ...gptEdges],
+  decoder: (c) =>
+    gptDecoder(c, {
+      positions: 'learned',
+      mlp: { activation: activationOf(c, ['activation_function'], 'gelu_new'), gated: false },
+      ...(c.bool('scale_attn_weights') === false ? { attentionScale: 'none' as const } : {}),
+      ...(c.bool('scale_attn_by_inverse_layer_idx') === true ? { scaleByLayer: true } : {}),
+    }),
   notes: [
     'DeepSpeed AutoTP refuses gpt2 because its Conv1D weights are stored [in, out]; tp transposes the split instead (column = dim 1, row = dim 0)',
   ],
@@ -50,6 +63,9 @@ export const openaiGpt: FamilyDescriptor = {
     { match: 'positions_embed', role: 'pos_embed' },
     ...gptEdges,
   ],
+  // post-norm: x = ln_1(x + attn(x)); x = ln_2(x + mlp(x)); no final norm. Its "gelu" is the tanh form.
+  decoder: (c) =>
+    gptDecoder(c, { normPlacement: 'post', positions: 'learned', mlp: { activation: activationOf(c, ['afn'], 'gelu', { gelu: 'gelu_tanh' }), gated: false } }),
 };
 
 export const gptBigcode: FamilyDescriptor = {
@@ -72,7 +88,22 @@ export const gptBigcode: FamilyDescriptor = {
     { match: 'mlp.c_proj', role: 'mlp.down' },
     ...gptEdges,
   ],
+  decoder: (c) =>
+    gptDecoder(c, {
+      positions: 'learned',
+      mlp: { activation: activationOf(c, ['activation_function'], 'gelu_pytorch_tanh'), gated: false },
+      ...(c.bool('scale_attn_weights') === false ? { attentionScale: 'none' as const } : {}),
+    }),
 };
+
+/** GPT-J and CodeGen: one norm, attention and MLP in parallel, rotary on even/odd pairs of rotary_dim. */
+const gptjDecoder = (c: ConfigReader): DecoderSpec =>
+  gptDecoder(c, {
+    residual: 'parallel',
+    positions: 'rope',
+    rope: { theta: 10000, rotaryDim: c.number(['rotary_dim']) ?? { fraction: 1 }, style: 'interleaved' },
+    mlp: { activation: activationOf(c, ['activation_function'], 'gelu_new'), gated: false },
+  });
 
 export const gptj: FamilyDescriptor = {
   modelType: 'gptj',
@@ -91,6 +122,7 @@ export const gptj: FamilyDescriptor = {
     { match: 'mlp.fc_out', role: 'mlp.down' },
     ...gptEdges,
   ],
+  decoder: gptjDecoder,
 };
 
 export const codegen: FamilyDescriptor = {
@@ -107,6 +139,7 @@ export const codegen: FamilyDescriptor = {
     { match: 'mlp.fc_out', role: 'mlp.down' },
     ...gptEdges,
   ],
+  decoder: gptjDecoder,
   notes: ["qkv_proj holds 4 blocks of [q; v; k] (CodeGen's mp_num = 4): a rank's heads must fill whole blocks or split every block evenly"],
 };
 
@@ -129,6 +162,17 @@ export const gptNeo: FamilyDescriptor = {
     { match: 'mlp.c_proj', role: 'mlp.down' },
     ...gptEdges,
   ],
+  // GPT-Neo does not scale q·k; its "local" layers see only the last window_size positions.
+  decoder: (c) => {
+    const layers = (c.value('attention_layers') as string[] | undefined) ?? [];
+    const window = c.number(['window_size']) ?? 256;
+    return gptDecoder(c, {
+      positions: 'learned',
+      attentionScale: 'none',
+      window: (layer: number) => (layers[layer] === 'local' ? window : undefined),
+      mlp: { activation: activationOf(c, ['activation_function'], 'gelu_new'), gated: false },
+    });
+  },
 };
 
 export const gptNeox: FamilyDescriptor = {
@@ -147,26 +191,42 @@ export const gptNeox: FamilyDescriptor = {
     { match: 'attention.rotary_emb', role: 'buffer' },
     { match: 'mlp.dense_h_to_4h', role: 'mlp.up' },
     { match: 'mlp.dense_4h_to_h', role: 'mlp.down' },
-    { match: 'input_layernorm', role: 'norm' },
-    { match: 'post_attention_layernorm', role: 'norm' },
-    { match: 'final_layer_norm', role: 'norm' },
+    { match: 'input_layernorm', role: 'norm', slot: 'attn_norm' },
+    { match: 'post_attention_layernorm', role: 'norm', slot: 'mlp_norm' },
+    { match: 'final_layer_norm', role: 'norm', slot: 'final_norm' },
     { match: 'embed_in', role: 'embed' },
     { match: 'embed_out', role: 'lm_head' },
     { match: 'rotary_emb', role: 'buffer' },
   ],
+  decoder: (c) =>
+    gptDecoder(
+      c,
+      {
+        residual: c.bool('use_parallel_residual') === false ? 'sequential' : 'parallel',
+        positions: 'rope',
+        rope: {
+          theta: c.number(['rope_theta', 'rotary_emb_base']) ?? 10000,
+          rotaryDim: { fraction: c.number(['partial_rotary_factor', 'rotary_pct']) ?? 0.25 },
+          style: 'half',
+          ...(ropeScalingOf(c) ? { scaling: ropeScalingOf(c)! } : {}),
+        },
+        mlp: { activation: activationOf(c, ['hidden_act'], 'gelu'), gated: false },
+      },
+      ['layer_norm_eps'],
+    ),
 };
 
 const bloomLayer: readonly WeightRule[] = [
   { match: 'self_attention.dense', role: 'attn.out' },
   { match: 'mlp.dense_h_to_4h', role: 'mlp.up' },
   { match: 'mlp.dense_4h_to_h', role: 'mlp.down' },
-  { match: 'input_layernorm', role: 'norm' },
-  { match: 'post_attention_layernorm', role: 'norm' },
-  { match: 'ln_attn', role: 'norm' },
-  { match: 'ln_mlp', role: 'norm' },
-  { match: 'ln_f', role: 'norm' },
+  { match: 'input_layernorm', role: 'norm', slot: 'attn_norm' },
+  { match: 'post_attention_layernorm', role: 'norm', slot: 'mlp_norm' },
+  { match: 'ln_attn', role: 'norm', slot: 'attn_norm' },
+  { match: 'ln_mlp', role: 'norm', slot: 'mlp_norm' },
+  { match: 'ln_f', role: 'norm', slot: 'final_norm' },
   { match: 'word_embeddings', role: 'embed' },
-  { match: 'word_embeddings_layernorm', role: 'norm' },
+  { match: 'word_embeddings_layernorm', role: 'norm', slot: 'embed_norm' },
   { match: 'lm_head', role: 'lm_head' },
 ];
 
@@ -183,6 +243,8 @@ export const bloom: FamilyDescriptor = {
   },
   attention: { self: { heads: ['n_head', 'num_attention_heads'] } },
   weights: [{ match: 'self_attention.query_key_value', role: 'attn.qkv', layout: 'qkv-interleaved' }, ...bloomLayer],
+  // ALiBi added to the scaled q·k; gelu is BLOOM's tanh approximation.
+  decoder: (c) => gptDecoder(c, { positions: 'alibi', alibi: { kind: 'bloom' }, mlp: { activation: 'gelu_tanh', gated: false } }),
   notes: ['ALiBi slopes are computed, not stored: each rank uses the slopes of its own heads'],
 };
 
@@ -211,6 +273,18 @@ export const falcon: FamilyDescriptor = {
   },
   // One formula covers all three falcon layouts: rows viewed as [nkv, nh/nkv + 2, head_dim].
   weights: [{ match: 'self_attention.query_key_value', role: 'attn.qkv', layout: 'qkv-grouped' }, ...bloomLayer],
+  // parallel_attn and the new architecture run attention and MLP side by side; Falcon scales q·k + ALiBi together.
+  decoder: (c) =>
+    gptDecoder(c, {
+      residual: c.bool('parallel_attn') === true || c.bool('new_decoder_architecture') === true ? 'parallel' : 'sequential',
+      ...(c.bool('alibi') === true
+        ? { positions: 'alibi' as const, alibi: { kind: 'bloom' as const, scaled: true } }
+        : {
+            positions: 'rope' as const,
+            rope: { theta: c.number(['rope_theta']) ?? 10000, rotaryDim: { fraction: 1 }, style: 'half' as const, ...(ropeScalingOf(c) ? { scaling: ropeScalingOf(c)! } : {}) },
+          }),
+      mlp: { activation: activationOf(c, ['activation'], 'gelu'), gated: false },
+    }),
 };
 
 export const mpt: FamilyDescriptor = {
@@ -233,12 +307,23 @@ export const mpt: FamilyDescriptor = {
     { match: 'attn.k_ln', role: 'attn.cross_head_norm' },
     { match: 'ffn.up_proj', role: 'mlp.up' },
     { match: 'ffn.down_proj', role: 'mlp.down' },
-    { match: 'norm_1', role: 'norm' },
-    { match: 'norm_2', role: 'norm' },
-    { match: 'norm_f', role: 'norm' },
+    { match: 'norm_1', role: 'norm', slot: 'attn_norm' },
+    { match: 'norm_2', role: 'norm', slot: 'mlp_norm' },
+    { match: 'norm_f', role: 'norm', slot: 'final_norm' },
     { match: 'wte', role: 'embed' },
     { match: 'wpe', role: 'pos_embed' },
   ],
+  decoder: (c) => {
+    const clip = c.number(['attn_config.clip_qkv']);
+    const scale = c.number(['attn_config.softmax_scale']);
+    return gptDecoder(c, {
+      positions: 'alibi',
+      alibi: { kind: 'mpt', maxBias: c.number(['attn_config.alibi_bias_max']) ?? 8 },
+      mlp: { activation: 'gelu', gated: false },
+      ...(clip !== undefined ? { clipQkv: clip } : {}),
+      ...(scale !== undefined ? { attentionScale: scale } : {}),
+    });
+  },
   notes: ['ALiBi slopes are computed, not stored: each rank uses the slopes of its own heads'],
 };
 
@@ -254,16 +339,32 @@ export const phi: FamilyDescriptor = {
     { match: 'self_attn.k_proj', role: 'attn.k' },
     { match: 'self_attn.v_proj', role: 'attn.v' },
     { match: 'self_attn.dense', role: 'attn.out' },
-    { match: 'self_attn.q_layernorm', role: 'attn.head_norm' },
-    { match: 'self_attn.k_layernorm', role: 'attn.head_norm' },
+    { match: 'self_attn.q_layernorm', role: 'attn.head_norm', slot: 'q_norm' },
+    { match: 'self_attn.k_layernorm', role: 'attn.head_norm', slot: 'k_norm' },
     { match: 'mlp.fc1', role: 'mlp.up' },
     { match: 'mlp.fc2', role: 'mlp.down' },
-    { match: 'input_layernorm', role: 'norm' },
-    { match: 'final_layernorm', role: 'norm' },
+    { match: 'input_layernorm', role: 'norm', slot: 'attn_norm' },
+    { match: 'final_layernorm', role: 'norm', slot: 'final_norm' },
     { match: 'embed_tokens', role: 'embed' },
     { match: 'lm_head', role: 'lm_head' },
     { match: 'rotary_emb', role: 'buffer' },
   ],
+  decoder: (c) =>
+    gptDecoder(
+      c,
+      {
+        residual: 'parallel',
+        positions: 'rope',
+        rope: {
+          theta: c.number(['rope_theta']) ?? 10000,
+          rotaryDim: { fraction: c.number(['partial_rotary_factor']) ?? 0.5 },
+          style: 'half',
+          ...(ropeScalingOf(c) ? { scaling: ropeScalingOf(c)! } : {}),
+        },
+        mlp: { activation: activationOf(c, ['hidden_act'], 'gelu_new'), gated: false },
+      },
+      ['layer_norm_eps'],
+    ),
 };
 
 export const opt: FamilyDescriptor = {
@@ -280,14 +381,23 @@ export const opt: FamilyDescriptor = {
     { match: 'self_attn.out_proj', role: 'attn.out' },
     { match: 'fc1', role: 'mlp.up' },
     { match: 'fc2', role: 'mlp.down' },
-    { match: 'self_attn_layer_norm', role: 'norm' },
-    { match: 'final_layer_norm', role: 'norm' },
+    { match: 'self_attn_layer_norm', role: 'norm', slot: 'attn_norm' },
+    { match: 'layers.#.final_layer_norm', role: 'norm', slot: 'mlp_norm' },
+    { match: 'final_layer_norm', role: 'norm', slot: 'final_norm' },
     { match: 'embed_tokens', role: 'embed' },
     { match: 'embed_positions', role: 'pos_embed' },
-    { match: 'project_in', role: 'other' },
-    { match: 'project_out', role: 'other' },
+    { match: 'project_in', role: 'other', slot: 'project_in' },
+    { match: 'project_out', role: 'other', slot: 'project_out' },
     { match: 'lm_head', role: 'lm_head' },
   ],
+  // learned positions start at 2; do_layer_norm_before=false (OPT-350m) puts the norms after the residual
+  decoder: (c) =>
+    gptDecoder(c, {
+      normPlacement: c.bool('do_layer_norm_before') === false ? 'post' : 'pre',
+      positions: 'learned',
+      positionOffset: 2,
+      mlp: { activation: activationOf(c, ['activation_function'], 'relu'), gated: false },
+    }),
 };
 
 export const xglm: FamilyDescriptor = {
@@ -297,7 +407,19 @@ export const xglm: FamilyDescriptor = {
   tieDefault: true,
   config: { hidden: ['d_model'], layers: ['num_layers'], vocab: keys.vocab, intermediate: ['ffn_dim'] },
   attention: { self: { heads: ['attention_heads'] } },
-  weights: [...opt.weights.filter((r) => r.match !== 'embed_positions'), { match: 'layer_norm', role: 'norm' }, { match: 'embed_positions', role: 'buffer' }],
+  weights: [
+    ...opt.weights.filter((r) => r.match !== 'embed_positions'),
+    { match: 'model.layer_norm', role: 'norm', slot: 'final_norm' },
+    { match: 'embed_positions', role: 'buffer' },
+  ],
+  // sinusoidal positions (fairseq style) from position 2; embeddings scaled by sqrt(d_model)
+  decoder: (c) =>
+    gptDecoder(c, {
+      positions: 'sinusoidal',
+      positionOffset: 2,
+      embedScale: c.bool('scale_embedding') === false ? 1 : Math.sqrt(c.number(['d_model'])!),
+      mlp: { activation: activationOf(c, ['activation_function'], 'gelu'), gated: false },
+    }),
 };
 
 export const gptFamily: readonly FamilyDescriptor[] = [gpt2, openaiGpt, gptBigcode, gptj, codegen, gptNeo, gptNeox, bloom, falcon, mpt, phi, opt, xglm];

@@ -3,6 +3,8 @@
  * Llama layout, the GPT-2 style, the BERT encoder, the BART and T5 encoder–decoders.
  */
 import type { ConfigReader, FamilyDescriptor, KeySpec, WeightRule } from '../descriptor.js';
+import type { ActivationName, DecoderSpec, RopeScaling } from '../decoder-spec.js';
+import { UnsupportedModelError } from '../../errors/index.js';
 
 export const keys = {
   hidden: ['hidden_size'],
@@ -25,8 +27,8 @@ export const llamaAttention: readonly WeightRule[] = [
   { match: 'self_attn.v_proj', role: 'attn.v' },
   { match: 'self_attn.o_proj', role: 'attn.out' },
   { match: 'self_attn.qkv_proj', role: 'attn.qkv', layout: 'qkv-concat' },
-  { match: 'self_attn.q_norm', role: 'attn.head_norm' },
-  { match: 'self_attn.k_norm', role: 'attn.head_norm' },
+  { match: 'self_attn.q_norm', role: 'attn.head_norm', slot: 'q_norm' },
+  { match: 'self_attn.k_norm', role: 'attn.head_norm', slot: 'k_norm' },
   { match: 'self_attn.rotary_emb', role: 'buffer' },
 ];
 
@@ -52,11 +54,11 @@ export const llamaEdges: readonly WeightRule[] = [
   { match: 'embed_tokens', role: 'embed' },
   { match: 'lm_head', role: 'lm_head' },
   { match: 'rotary_emb', role: 'buffer' },
-  { match: 'input_layernorm', role: 'norm' },
-  { match: 'post_attention_layernorm', role: 'norm' },
+  { match: 'input_layernorm', role: 'norm', slot: 'attn_norm' },
+  { match: 'post_attention_layernorm', role: 'norm', slot: 'mlp_norm' },
   { match: 'pre_feedforward_layernorm', role: 'norm' },
   { match: 'post_feedforward_layernorm', role: 'norm' },
-  { match: 'model.norm', role: 'norm' },
+  { match: 'model.norm', role: 'norm', slot: 'final_norm' },
 ];
 
 export function llamaLike(
@@ -222,3 +224,96 @@ export const gpt2Config = {
     return h === undefined ? undefined : 4 * h;
   }],
 } satisfies FamilyDescriptor['config'];
+
+// ---- runtime helpers shared by decoder specs ---------------------------------------------------
+
+const ACTIVATIONS: Readonly<Record<string, ActivationName>> = {
+  silu: 'silu',
+  swish: 'silu',
+  gelu: 'gelu',
+  gelu_new: 'gelu_tanh',
+  gelu_fast: 'gelu_tanh',
+  gelu_pytorch_tanh: 'gelu_tanh',
+  gelu_python: 'gelu',
+  relu: 'relu',
+  quick_gelu: 'gelu_quick',
+};
+
+/** transformers' ACT2FN names → the engine's activations. */
+export function activationOf(c: ConfigReader, keys: readonly string[], fallback: string, overrides: Readonly<Record<string, ActivationName>> = {}): ActivationName {
+  const name = keys.map((k) => c.value(k)).find((v): v is string => typeof v === 'string') ?? fallback;
+  const act = overrides[name] ?? ACTIVATIONS[name];
+  if (act === undefined) {
+    throw new UnsupportedModelError({ modelType: String(c.value('model_type')), reason: `activation "${name}" is not implemented (known: ${Object.keys(ACTIVATIONS).join(', ')})` });
+  }
+  return act;
+}
+
+/** `rope_scaling` as the engine understands it; unknown kinds are refused rather than ignored. */
+export function ropeScalingOf(c: ConfigReader): RopeScaling | undefined {
+  const raw = c.value('rope_scaling') as Record<string, unknown> | undefined;
+  if (raw === undefined || raw === null || typeof raw !== 'object') return undefined;
+  const type = String(raw['rope_type'] ?? raw['type'] ?? 'default');
+  if (type === 'default') return undefined;
+  const factor = Number(raw['factor'] ?? 1);
+  if (type === 'linear' || type === 'dynamic') return { type, factor };
+  if (type === 'llama3') {
+    return {
+      type,
+      factor,
+      lowFreqFactor: Number(raw['low_freq_factor'] ?? 1),
+      highFreqFactor: Number(raw['high_freq_factor'] ?? 4),
+      originalMaxPositions: Number(raw['original_max_position_embeddings'] ?? 8192),
+    };
+  }
+  throw new UnsupportedModelError({ modelType: String(c.value('model_type')), reason: `rope_scaling type "${type}" is not implemented (linear, dynamic and llama3 are)` });
+}
+
+/** bos / eos / pad ids and max positions, common to every decoder. */
+export function tokenIds(c: ConfigReader): Pick<DecoderSpec, 'bosTokenId' | 'eosTokenId' | 'padTokenId' | 'maxPositions'> {
+  const eos = c.value('eos_token_id');
+  const out: Pick<DecoderSpec, 'bosTokenId' | 'eosTokenId' | 'padTokenId' | 'maxPositions'> = {};
+  const bos = c.number(['bos_token_id']);
+  const pad = c.number(['pad_token_id']);
+  const max = c.number(['max_position_embeddings', 'n_positions', 'max_seq_len', 'seq_length']);
+  if (bos !== undefined) out.bosTokenId = bos;
+  if (typeof eos === 'number' || Array.isArray(eos)) out.eosTokenId = eos as number | number[];
+  if (pad !== undefined) out.padTokenId = pad;
+  if (max !== undefined) out.maxPositions = max;
+  return out;
+}
+
+/** The Llama forward: RMSNorm, rotary (half rotation), gated MLP, sequential residual. */
+export function llamaDecoder(c: ConfigReader, extra: Partial<DecoderSpec> = {}): DecoderSpec {
+  const maxPositions = c.number(['max_position_embeddings']);
+  return {
+    norm: { kind: 'rms', eps: c.number(['rms_norm_eps']) ?? 1e-6 },
+    normPlacement: 'pre',
+    residual: 'sequential',
+    positions: 'rope',
+    rope: {
+      theta: c.number(['rope_theta']) ?? 10000,
+      rotaryDim: { fraction: c.number(['partial_rotary_factor']) ?? 1 },
+      style: 'half',
+      ...(ropeScalingOf(c) ? { scaling: ropeScalingOf(c)! } : {}),
+      ...(maxPositions !== undefined ? { maxPositions } : {}),
+    },
+    mlp: { activation: activationOf(c, ['hidden_act'], 'silu'), gated: true },
+    ...tokenIds(c),
+    ...extra,
+  };
+}
+
+/** Mistral-style sliding window: every layer, when the config sets one. */
+export const slidingWindow = (c: ConfigReader): Partial<DecoderSpec> => {
+  const w = c.number(['sliding_window']);
+  return w === undefined ? {} : { window: w };
+};
+
+/** Qwen2-style: a window only with use_sliding_window, and only from layer max_window_layers on. */
+export const qwenWindow = (c: ConfigReader): Partial<DecoderSpec> => {
+  const w = c.number(['sliding_window']);
+  if (c.bool('use_sliding_window') !== true || w === undefined) return {};
+  const from = c.number(['max_window_layers']) ?? 0;
+  return { window: (layer: number) => (layer >= from ? w : undefined) };
+};

@@ -1,0 +1,120 @@
+/**
+ * One rank's memory: a WebAssembly.Memory, so the WebAssembly kernels and the TypeScript ones see the
+ * same bytes. Weights and KV caches are long-lived allocations (first-fit free list); everything a
+ * forward pass creates goes in a step arena that is dropped in one go at the end of the step.
+ */
+const PAGE = 65536;
+const ALIGN = 64;
+/** wasm32 addresses 4 GiB; V8 allows a Memory of 65536 pages. */
+const MAX_PAGES = 65536;
+
+const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+
+export class Heap {
+  readonly memory: WebAssembly.Memory;
+  private top = ALIGN; // never hand out address 0
+  private readonly free: Array<{ at: number; size: number }> = [];
+  private arena: { at: number; size: number } | undefined;
+  private arenaUsed = 0;
+  private arenaPeak = 0;
+  private stepDepth = 0;
+  private f32: Float32Array;
+  private u8: Uint8Array;
+
+  constructor(initialBytes = 16 * PAGE) {
+    this.memory = new WebAssembly.Memory({ initial: Math.ceil(initialBytes / PAGE), maximum: MAX_PAGES });
+    this.f32 = new Float32Array(this.memory.buffer);
+    this.u8 = new Uint8Array(this.memory.buffer);
+  }
+
+  /** A Float32Array over [byteOffset, byteOffset + 4·length): valid until the memory grows. */
+  floats(byteOffset: number, length: number): Float32Array {
+    if (this.f32.buffer !== this.memory.buffer) this.refresh();
+    return this.f32.subarray(byteOffset >>> 2, (byteOffset >>> 2) + length);
+  }
+
+  bytes(byteOffset: number, length: number): Uint8Array {
+    if (this.u8.buffer !== this.memory.buffer) this.refresh();
+    return this.u8.subarray(byteOffset, byteOffset + length);
+  }
+
+  get byteLength(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** Allocate: in the step arena during a step, long-lived otherwise. */
+  alloc(bytes: number): number {
+    const size = align(Math.max(bytes, 4));
+    if (this.stepDepth > 0) return this.arenaAlloc(size);
+    return this.longLived(size);
+  }
+
+  release(at: number, bytes: number): void {
+    if (this.arena !== undefined && at >= this.arena.at && at < this.arena.at + this.arena.size) return; // freed with the step
+    this.free.push({ at, size: align(Math.max(bytes, 4)) });
+  }
+
+  beginStep(): void {
+    this.stepDepth++;
+  }
+
+  endStep(): void {
+    if (--this.stepDepth > 0) return;
+    this.arenaUsed = 0;
+    for (const block of this.overflow.splice(0)) this.free.push(block);
+    // Grow the arena to the step's high-water mark, so later steps allocate with a pointer bump.
+    if (this.arena === undefined || this.arenaPeak > this.arena.size) {
+      if (this.arena !== undefined) this.free.push(this.arena);
+      this.arena = { at: this.longLived(align(this.arenaPeak * 1.25)), size: align(this.arenaPeak * 1.25) };
+    }
+  }
+
+  private arenaAlloc(size: number): number {
+    if (this.arena !== undefined && this.arenaUsed + size <= this.arena.size) {
+      const at = this.arena.at + this.arenaUsed;
+      this.arenaUsed += size;
+      this.arenaPeak = Math.max(this.arenaPeak, this.arenaUsed);
+      return at;
+    }
+    // Overflow: count it towards the peak (the next arena will fit it) and serve it long-lived.
+    this.arenaUsed += size;
+    this.arenaPeak = Math.max(this.arenaPeak, this.arenaUsed);
+    const at = this.longLived(size);
+    this.overflow.push({ at, size });
+    return at;
+  }
+
+  /** Allocations a step made past the end of its arena: released with the step. */
+  private readonly overflow: Array<{ at: number; size: number }> = [];
+
+  private longLived(size: number): number {
+    const i = this.free.findIndex((b) => b.size >= size);
+    if (i >= 0) {
+      const block = this.free[i]!;
+      if (block.size - size >= ALIGN) {
+        block.at += size;
+        block.size -= size;
+        return block.at - size;
+      }
+      this.free.splice(i, 1);
+      return block.at;
+    }
+    const at = this.top;
+    this.top += size;
+    if (this.top > this.memory.buffer.byteLength) {
+      const pages = Math.ceil((this.top - this.memory.buffer.byteLength) / PAGE);
+      const current = this.memory.buffer.byteLength / PAGE;
+      if (current + pages > MAX_PAGES) {
+        throw new RangeError(`a CPU rank can address 4 GiB and this needs ${(this.top / 2 ** 30).toFixed(2)} GiB; use more ranks (a larger --tp)`);
+      }
+      this.memory.grow(Math.max(pages, Math.min(current, MAX_PAGES - current, 1024)));
+      this.refresh();
+    }
+    return at;
+  }
+
+  private refresh(): void {
+    this.f32 = new Float32Array(this.memory.buffer);
+    this.u8 = new Uint8Array(this.memory.buffer);
+  }
+}

@@ -1,0 +1,11 @@
+export * from './positions.js';
+export * from './structure.js';
+export * from './linear.js';
+export * from './load.js';
+export * from './decoder.js';
+export * from './sampling.js';
+export * from './tokenizer.js';
+export * from './backends.js';
+export * from './session.js';
+export * from './pipeline.js';
+export type { WorkerStats } from './messages.js';

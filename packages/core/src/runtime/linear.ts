@@ -1,0 +1,69 @@
+/**
+ * The whole trick of tensor parallelism, in one function. With W stored [out, in]:
+ * - column-parallel (W's rows split): y_r = x · W_rᵀ + b_r — each rank computes its own output
+ *   features; no communication.
+ * - row-parallel (W's columns split, x arrives split the same way): y = Σ_r x_r · W_rᵀ — each rank
+ *   computes a partial sum, an all-reduce adds them, then the full bias is added exactly once.
+ * - vocab-parallel LM head (rows = vocabulary split): each rank computes its logits, an all-gather
+ *   concatenates them.
+ * A replicated weight is an ordinary local matmul.
+ */
+import type { DeviceTensor, Rank } from '../backend/index.js';
+import type { TensorPlan } from '../plan/index.js';
+
+export interface LinearWeight {
+  readonly plan: TensorPlan;
+  readonly weight: DeviceTensor;
+  readonly bias: DeviceTensor | undefined;
+}
+
+/** A row-parallel product whose all-reduce the caller performs (to fuse two reductions into one). */
+export interface PartialSum {
+  readonly partial: DeviceTensor;
+  readonly bias: DeviceTensor | undefined;
+}
+
+export async function linear(rank: Rank, x: DeviceTensor, w: LinearWeight): Promise<DeviceTensor> {
+  switch (w.plan.split) {
+    case 'replicate':
+    case 'column':
+      return rank.linear(x, w.weight, w.bias);
+    case 'row': {
+      const y = rank.linear(x, w.weight);
+      await rank.collective.allReduce(y);
+      return w.bias === undefined ? y : rank.addInPlace(y, w.bias);
+    }
+    case 'vocab': {
+      const y = rank.linear(x, w.weight, w.bias);
+      return rank.world === 1 ? y : rank.collective.allGather(y);
+    }
+    default: {
+      const never: never = w.plan.split;
+      throw new Error(`unknown split ${String(never)}`);
+    }
+  }
+}
+
+/** Row-parallel without the reduce: for parallel residual blocks that sum attention and MLP first. */
+export function linearPartial(rank: Rank, x: DeviceTensor, w: LinearWeight): PartialSum {
+  if (w.plan.split !== 'row') return { partial: rank.linear(x, w.weight, w.bias), bias: undefined };
+  return { partial: rank.linear(x, w.weight), bias: w.bias };
+}
+
+/**
+ * Token embeddings. A vocabulary-split table gives zeros for ids outside the rank's rows, so the
+ * all-reduce completes every lookup; a replicated table is an ordinary gather.
+ */
+export async function embed(rank: Rank, table: DeviceTensor, split: TensorPlan, ids: Int32Array, scale: number): Promise<DeviceTensor> {
+  if (split.split !== 'vocab') return rank.embedding(table, ids, 0, scale);
+  const rows = rank.embedding(table, ids, split.ranks[rank.rank]!.ranges[0]![0], scale);
+  await rank.collective.allReduce(rows);
+  return rows;
+}
+
+/** Reduce partial sums that were added together, then add each full bias once. */
+export async function reducePartials(rank: Rank, sum: DeviceTensor, parts: readonly PartialSum[], reduce: boolean): Promise<DeviceTensor> {
+  if (reduce) await rank.collective.allReduce(sum);
+  for (const p of parts) if (p.bias !== undefined) rank.addInPlace(sum, p.bias);
+  return sum;
+}
