@@ -86,6 +86,7 @@ export class InferenceSession {
   private nextId = 1;
   private failure: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly exited = new Set<number>();
 
   private constructor(
     readonly dir: string,
@@ -247,6 +248,16 @@ export class InferenceSession {
     return this.serial(async () => (await this.call({ type: 'stats', id: 0 })).stats ?? []);
   }
 
+  /** Rank workers still running (0 after dispose or a failure). */
+  get liveWorkers(): number {
+    return this.workers.length - this.exited.size;
+  }
+
+  /** The error that ended the session, if one did. */
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
   async dispose(): Promise<void> {
     this.failure ??= new TpError('invalid-argument', 'the inference session was disposed');
     await Promise.all(this.workers.map((w) => w.terminate()));
@@ -334,6 +345,7 @@ export class InferenceSession {
       });
       worker.on('error', (e) => this.fail(rankError(rank, e.message)));
       worker.on('exit', (code) => {
+        this.exited.add(rank);
         if (this.failure === undefined) this.fail(rankError(rank, `the worker exited with code ${code}`));
       });
     });
