@@ -36,6 +36,14 @@ for (const file of files(coreSrc, ['.ts'])) {
   }
 }
 
+// The tensor-parallel trick lives in one place: only runtime/linear.ts calls collectives.
+for (const file of files(path.join(coreSrc, 'runtime'), ['.ts'])) {
+  if (file.endsWith(`${path.sep}linear.ts`)) continue;
+  if (/collective\.(allReduce|allGather|broadcast)\(/.test(readFileSync(file, 'utf8'))) {
+    problems.push(`${path.relative(root, file)}: calls a collective — only runtime/linear.ts may (the linear op performs every reduction)`);
+  }
+}
+
 for (const dir of ['packages', 'tools', 'apps']) {
   for (const file of files(path.join(root, dir), ['.test.ts', '.test.mjs'])) {
     if (/\b(it|describe|test)\.only\(/.test(readFileSync(file, 'utf8'))) problems.push(`${path.relative(root, file)}: focused test (.only)`);

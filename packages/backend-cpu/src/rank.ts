@@ -3,6 +3,7 @@ import type { Activation, AttentionSpec, Collective, DeviceDtype, DeviceTensor, 
 import { CpuCollective } from './collective.js';
 import { Heap } from './heap.js';
 import * as js from './kernels/js.js';
+import { instantiateKernels, type WasmKernels } from './kernels/wasm.js';
 import { CpuTensor } from './tensor.js';
 
 class CpuKvCache implements KvCache {
@@ -25,12 +26,14 @@ export class CpuRank implements Rank {
   readonly world: number;
   readonly collective: Collective;
   readonly heap = new Heap();
+  private readonly wasm: WasmKernels;
   private caches: CpuKvCache[] = [];
 
   constructor(init: RankInit) {
     this.rank = init.rank;
     this.world = init.world;
     this.collective = new CpuCollective(init.collective, init.rank, init.world, this.heap, init.collective.slotFloats ?? SLOT_FLOATS);
+    this.wasm = instantiateKernels(this.heap.memory);
   }
 
   private tensor(shape: readonly number[]): CpuTensor {
@@ -72,7 +75,7 @@ export class CpuRank implements Rank {
     const [n, k] = b.shape as [number, number];
     if (a.cols !== k) throw new Error(`linear: input has ${a.cols} features, weight [${n}, ${k}] expects ${k}`);
     const y = this.tensor([a.rows, n]);
-    js.linear(a.data(), b.data(), (bias as CpuTensor | undefined)?.data(), y.data(), a.rows, k, n);
+    this.wasm.matmul(a.offset, b.offset, (bias as CpuTensor | undefined)?.offset ?? 0, y.offset, a.rows, k, n);
     return y;
   }
 
@@ -84,7 +87,10 @@ export class CpuRank implements Rank {
     const src = t.data();
     for (let i = 0; i < ids.length; i++) {
       const r = ids[i]! - rowOffset;
-      if (r < 0 || r >= rows) continue; // another rank's rows (vocab-parallel): zeros
+      if (r < 0 || r >= rows) {
+        out.fill(0, i * width, (i + 1) * width); // another rank's rows (vocab-parallel): zeros
+        continue;
+      }
       for (let c = 0; c < width; c++) out[i * width + c] = src[r * width + c]! * scale;
     }
     return y;

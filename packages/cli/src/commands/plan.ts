@@ -1,9 +1,9 @@
 /** `tp plan <dir>`: the tensor-parallel plan of a checkpoint, from its headers alone. */
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { analyzeModel, openCheckpoint, planTensorParallel, PolicyError, type Dtype } from '@tp/core';
+import { analyzeModel, openCheckpoint, planTensorParallel, type Dtype } from '@tp/core';
 import { renderPlan } from '../format/plan-table.js';
 import { UsageError, type CliIo } from '../io.js';
+import { readPolicy } from '../session.js';
 import { parsePositiveInt } from './args.js';
 
 export const planHelp = `Usage: tp plan <model-dir> [--tp N] [--json] [--policy file.json] [--vocab-parallel] [--grain N]
@@ -58,20 +58,7 @@ export async function planCommand(argv: string[], io: CliIo): Promise<number> {
   const computeDtype = values['compute-dtype']?.toUpperCase();
   if (computeDtype !== undefined && !['F32', 'F16', 'BF16'].includes(computeDtype)) throw new UsageError(`--compute-dtype must be F32, F16 or BF16, got ${values['compute-dtype']}`);
 
-  let policy: unknown;
-  if (values.policy !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(values.policy, 'utf8');
-    } catch {
-      throw new UsageError(`cannot read the policy file ${values.policy}`);
-    }
-    try {
-      policy = JSON.parse(text);
-    } catch (cause) {
-      throw new PolicyError('policy-invalid', { detail: `${values.policy} is not valid JSON (${(cause as Error).message})` });
-    }
-  }
+  const policy = await readPolicy(values.policy);
 
   const ckpt = await openCheckpoint(dir);
   try {

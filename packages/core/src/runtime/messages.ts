@@ -24,7 +24,7 @@ export type FromWorker =
   | { type: 'progress'; rank: number; bytesRead: number; bytesTotal: number }
   | { type: 'ready'; rank: number; bytesRead: number; loadMs: number }
   | { type: 'done'; id: number; rank: number; logits?: Float32Array; stats?: WorkerStats }
-  | { type: 'error'; id: number | null; rank: number; message: string; code?: string; stack?: string };
+  | { type: 'error'; id: number | null; rank: number; message: string; code?: string; stack?: string; failedRank?: number; op?: string };
 
 export interface WorkerStats {
   rssBytes: number;

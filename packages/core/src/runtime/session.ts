@@ -171,7 +171,7 @@ export class InferenceSession {
               s.listen();
               resolve(s);
             }
-          } else if (m.type === 'error') failAll(rankError(m.rank, debugMessage(m), m.code));
+          } else if (m.type === 'error') failAll(rankError(m.rank, debugMessage(m), m.code, m.failedRank, m.op));
         });
         worker.on('error', (e) => failAll(rankError(rank, e.message)));
         worker.on('exit', (code) => failAll(rankError(rank, `the worker exited with code ${code} while loading`)));
@@ -267,13 +267,20 @@ export class InferenceSession {
 
   private prepare(sequences: ReadonlyArray<readonly number[]>, maxNew: number): { step: StepInput; capacity: number } {
     if (sequences.length === 0 || sequences.some((s) => s.length === 0)) throw new ArgumentError({ argument: 'prompts', detail: 'every prompt needs at least one token' });
-    const vocab = this.graph.geometry.vocab;
+    const vocab = Math.max(this.graph.geometry.vocab, this.graph.geometry.paddedVocab);
     for (const s of sequences) {
-      const bad = s.find((t) => !Number.isInteger(t) || t < 0 || t >= Math.max(vocab, this.graph.geometry.paddedVocab));
+      const bad = s.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
       if (bad !== undefined) throw new ArgumentError({ argument: 'tokens', detail: `token id ${bad} is outside the vocabulary (0 to ${vocab - 1})` });
     }
     const rows = Math.max(...sequences.map((s) => s.length));
     const capacity = rows + maxNew;
+    const table = this.positionTableSize();
+    if (table !== undefined && capacity > table) {
+      throw new ArgumentError({
+        argument: 'prompts',
+        detail: `${rows} prompt tokens plus ${maxNew} new ones need ${capacity} positions, but this model's position table has ${table}; shorten the prompt or ask for fewer tokens`,
+      });
+    }
     const batch = sequences.length;
     const ids = new Int32Array(batch * rows);
     const positions = new Int32Array(batch * rows);
@@ -295,6 +302,13 @@ export class InferenceSession {
   }
 
   private pendingReset: { batch: number; capacity: number } | undefined;
+
+  /** Positions a learned position table can encode (undefined when positions are computed). */
+  private positionTableSize(): number | undefined {
+    if (this.spec.positions !== 'learned') return undefined;
+    const table = this.graph.weights.find((w) => w.role === 'pos_embed' && w.shape.length === 2);
+    return table === undefined ? this.spec.maxPositions : table.shape[0]! - (this.spec.positionOffset ?? 0);
+  }
 
   private async forward(step: StepInput): Promise<Float32Array | undefined> {
     if (this.pendingReset) {
@@ -336,7 +350,7 @@ export class InferenceSession {
             p.resolve({ ...(p.logits ? { logits: p.logits } : {}), stats: p.stats });
           }
         } else if (m.type === 'error') {
-          const error = rankError(m.rank, debugMessage(m), m.code);
+          const error = rankError(m.rank, debugMessage(m), m.code, m.failedRank, m.op);
           // A rank that only stopped because another failed: give the failing rank's own report a
           // moment to arrive, so the request fails with the real cause.
           if (/^rank \d+ failed; rank \d+ stopped/.test(m.message)) setTimeout(() => this.fail(error), 500);
@@ -366,10 +380,14 @@ function debugMessage(m: { message: string; stack?: string }): string {
   return process.env['TP_DEBUG'] && m.stack ? `${m.message}\n${m.stack}` : m.message;
 }
 
-/** A rank's own error, or — when it only stopped because another rank failed — that rank's. */
-function rankError(rank: number, message: string, code?: string): Error {
+/**
+ * The error a request fails with. A rank that stopped because another failed, or that timed out
+ * waiting for another, reports that other rank: the error names the rank at fault.
+ */
+function rankError(rank: number, message: string, code?: string, failedRank?: number, op?: string): Error {
   const secondary = /^rank (\d+) failed; rank \d+ stopped/.exec(message);
-  return new RankFailedError(code === 'timeout' ? 'timeout' : 'rank-failed', secondary ? Number(secondary[1]) : rank, 'request', secondary ? message : `rank ${rank}: ${message}`);
+  const culprit = failedRank !== undefined && failedRank >= 0 ? failedRank : secondary ? Number(secondary[1]) : rank;
+  return new RankFailedError(code === 'timeout' ? 'timeout' : 'rank-failed', culprit, op ?? 'request', secondary ? message : `rank ${rank}: ${message}`);
 }
 
 export function initInference(dir: string, options?: InferenceOptions): Promise<InferenceSession> {

@@ -4,7 +4,7 @@
  * terminated; collectives of the other ranks see the abort flag and stop too.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { abortHostCollective, type Backend } from '../backend/index.js';
+import { abortHostCollective, RankFailedError, type Backend } from '../backend/index.js';
 import { openCheckpoint } from '../checkpoint/index.js';
 import { TpError } from '../errors/index.js';
 import { analyzeModel, createConfigReader } from '../graph/index.js';
@@ -25,7 +25,15 @@ const sampleRss = () => {
 function fail(id: number | null, error: unknown): void {
   abortHostCollective(data.collective, data.rank);
   const e = error as Error & { code?: string };
-  post({ type: 'error', id, rank: data.rank, message: e?.message ?? String(error), ...(TpError.isInstance(error) ? { code: error.code } : {}), ...(e?.stack ? { stack: e.stack } : {}) });
+  post({
+    type: 'error',
+    id,
+    rank: data.rank,
+    message: e?.message ?? String(error),
+    ...(TpError.isInstance(error) ? { code: error.code } : {}),
+    ...(error instanceof RankFailedError ? { failedRank: error.rank, op: error.op } : {}),
+    ...(e?.stack ? { stack: e.stack } : {}),
+  });
 }
 
 async function start(): Promise<DecoderEngine> {

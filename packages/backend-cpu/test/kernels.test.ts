@@ -1,0 +1,83 @@
+/**
+ * The WebAssembly kernels against the TypeScript reference kernels, on awkward shapes: rows and
+ * columns not multiples of the SIMD tiles, K not a multiple of 4, with and without bias.
+ */
+import { describe, expect, it } from 'vitest';
+import { Heap } from '../src/heap.js';
+import * as js from '../src/kernels/js.js';
+import { instantiateKernels } from '../src/kernels/wasm.js';
+
+function random(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+describe('wasm matmul agrees with the reference', () => {
+  const heap = new Heap();
+  const kernels = instantiateKernels(heap.memory);
+  const put = (values: Float32Array) => {
+    const at = heap.alloc(values.length * 4);
+    heap.floats(at, values.length).set(values);
+    return at;
+  };
+  for (const M of [1, 2, 3, 5]) {
+    for (const K of [1, 3, 4, 7, 64, 130]) {
+      for (const N of [1, 3, 4, 5, 9]) {
+        for (const withBias of [false, true]) {
+          it(`M ${M}, K ${K}, N ${N}${withBias ? ', bias' : ''}`, () => {
+            const r = random(M * 1000 + K * 10 + N);
+            const x = Float32Array.from({ length: M * K }, r);
+            const w = Float32Array.from({ length: N * K }, r);
+            const b = withBias ? Float32Array.from({ length: N }, r) : undefined;
+            const expected = new Float32Array(M * N);
+            js.linear(x, w, b, expected, M, K, N);
+            const y = heap.alloc(M * N * 4);
+            kernels.matmul(put(x), put(w), b ? put(b) : 0, y, M, K, N);
+            const got = heap.floats(y, M * N);
+            for (let i = 0; i < expected.length; i++) expect(Math.abs(got[i]! - expected[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(expected[i]!)));
+            // nothing written past the output
+            expect(heap.floats(y + M * N * 4, 1)[0]).not.toBeNaN();
+          });
+        }
+      }
+    }
+  }
+
+  it('keeps working after the heap grows (views and the instance share one memory)', () => {
+    const before = heap.byteLength;
+    const big = heap.alloc(before * 2);
+    expect(heap.byteLength).toBeGreaterThan(before);
+    const x = put(Float32Array.from([1, 2, 3, 4]));
+    const w = put(Float32Array.from([1, 1, 1, 1, 2, 2, 2, 2]));
+    const y = heap.alloc(8);
+    kernels.matmul(x, w, 0, y, 1, 4, 2);
+    expect(Array.from(heap.floats(y, 2))).toEqual([10, 20]);
+    heap.release(big, before * 2);
+  });
+});
+
+describe('heap', () => {
+  it('frees a step arena at once and reuses it', () => {
+    const heap = new Heap();
+    heap.beginStep();
+    const a = heap.alloc(1000);
+    const b = heap.alloc(5000);
+    heap.endStep();
+    heap.beginStep();
+    const c = heap.alloc(1000);
+    const d = heap.alloc(5000);
+    heap.endStep();
+    expect(b).toBeGreaterThan(a);
+    // the second step is served from the arena sized by the first step's peak
+    expect(d - c).toBe(1024);
+    expect(heap.floats(c, 1)).toBeDefined();
+  });
+
+  it('refuses to grow past what wasm32 can address, with the way out in the message', () => {
+    const heap = new Heap();
+    expect(() => heap.alloc(5 * 2 ** 30)).toThrow(/4 GiB.*larger --tp/);
+  });
+});

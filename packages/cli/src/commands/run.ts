@@ -1,0 +1,188 @@
+/** `tp run <dir> "prompt"`: generate text with tensor parallelism, streaming tokens as they come. */
+import { parseArgs } from 'node:util';
+import type { GenerateOptions, GenerateResult, InferenceSession } from '@tp/core';
+import { checkTokenIds } from '../session.js';
+import { StreamingDecoder, visibleText } from '../format/text.js';
+import { UsageError, type CliIo } from '../io.js';
+import { openSession, SESSION_HELP, SESSION_OPTIONS } from '../session.js';
+import { parseNonNegativeInt, parseNumber, parsePositiveInt, parseTokenList } from './args.js';
+
+export const runHelp = `Usage: tp run <model-dir> <prompt>... [options]
+
+Load a Hugging Face checkpoint split over N tensor-parallel ranks (each rank reads only its own
+share of the weights) and generate a continuation of each prompt. The text is printed as it is
+generated: the prompt, then each token's text as soon as it is decoded. Several prompts run as one
+batch; the first one streams and the others are printed when the batch ends.
+
+Options:
+${SESSION_HELP}
+  --max-new-tokens N  tokens to generate per prompt (default 64)
+  --temperature T     0 (default) = greedy; above 0 samples from softmax(logits / T)
+  --top-k K           sample only among the K most likely tokens
+  --top-p P           sample only among the most likely tokens whose probabilities add up to P
+  --seed N            seed of the sampler (default 0): the same seed gives the same text
+  --ignore-eos        keep generating after the end-of-sequence token
+  --tokens IDS        a prompt given as token ids, e.g. --tokens 1,2,3 (repeatable; for models
+                      without tokenizer.json)
+  --json              print one JSON object per prompt when done (one per line), and nothing else:
+                      prompt, prompt_tokens, text, tokens, finish_reason, tp, backend and timings
+                      (load_s, prefill_ms, decode_ms_per_token, tokens_per_s, total_ms)
+  -h, --help          show this help
+
+Control characters in the generated text are shown as \\xNN on the terminal; --json gives the exact
+text. Loading shows a progress bar per rank on stderr when stderr is a terminal.
+
+Examples:
+  tp run ./Llama-3.2-1B --tp 2 "The capital of France is"
+  tp run ./my-model --tp 4 --max-new-tokens 128 --temperature 0.8 --top-p 0.95 --seed 7 "Once upon a time"
+  tp run ./my-model "First prompt" "Second prompt"           # a batch of two
+  tp run ./my-model --tp 2 --json "Hello" | jq -r .text
+`;
+
+interface SequenceTiming {
+  firstMs: number | undefined;
+  lastMs: number | undefined;
+  count: number;
+}
+
+export async function runCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...SESSION_OPTIONS,
+      'max-new-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      'ignore-eos': { type: 'boolean' },
+      tokens: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    io.stdout(runHelp);
+    return 0;
+  }
+  if (positionals.length === 0) throw new UsageError('tp run needs a model folder and a prompt');
+  const [dir, ...textPrompts] = positionals as [string, ...string[]];
+  const tokenPrompts = (values.tokens ?? []).map((t) => parseTokenList(t, '--tokens'));
+  if (textPrompts.length + tokenPrompts.length === 0) throw new UsageError('tp run needs a prompt after the model folder, e.g. tp run ./model "Hello"');
+  if (textPrompts.some((p) => p === '')) throw new UsageError('a prompt is empty');
+  const tpSize = values.tp === undefined ? 1 : parsePositiveInt(values.tp, '--tp');
+  const maxNewTokens = values['max-new-tokens'] === undefined ? 64 : parsePositiveInt(values['max-new-tokens'], '--max-new-tokens');
+  const sampling: GenerateOptions = {
+    maxNewTokens,
+    stopAtEos: !values['ignore-eos'],
+    ...(values.temperature !== undefined ? { temperature: parseNumber(values.temperature, '--temperature', { min: 0 }) } : {}),
+    ...(values['top-k'] !== undefined ? { topK: parsePositiveInt(values['top-k'], '--top-k') } : {}),
+    ...(values['top-p'] !== undefined ? { topP: parseNumber(values['top-p'], '--top-p', { min: 0, max: 1, exclusiveMin: true }) } : {}),
+    ...(values.seed !== undefined ? { seed: parseNonNegativeInt(values.seed, '--seed') } : {}),
+  };
+  const json = values.json ?? false;
+
+  const { session, loadMs } = await openSession(dir, tpSize, values, io, json);
+  try {
+    const prompts: Array<string | number[]> = [...textPrompts, ...tokenPrompts];
+    return await generate(session, prompts, sampling, { io, json, loadMs, tpSize, backend: session.backend.name });
+  } finally {
+    await session.dispose();
+  }
+}
+
+async function generate(
+  session: InferenceSession,
+  prompts: Array<string | number[]>,
+  sampling: GenerateOptions,
+  context: { io: CliIo; json: boolean; loadMs: number; tpSize: number; backend: string },
+): Promise<number> {
+  const { io, json } = context;
+  const batch = prompts.length > 1;
+  const tokenizer = session.tokenizer;
+  const promptText = (p: string | number[]) => (typeof p === 'string' ? p : tokenizer ? tokenizer.decode(p) : undefined);
+  const label = (i: number) => (batch ? `[${i + 1}] ` : '');
+  const head = (i: number) => {
+    const p = prompts[i]!;
+    const text = promptText(p);
+    return `${label(i)}${text !== undefined ? visibleText(text) : `${(p as number[]).join(' ')} |`}`;
+  };
+  // Encode and check up front so that a prompt the model cannot take fails before anything is printed.
+  const encoded = prompts.map((p) => (typeof p === 'string' ? session.encode(p) : p));
+  for (const ids of encoded) checkTokenIds(session, ids);
+
+  const timings: SequenceTiming[] = prompts.map(() => ({ firstMs: undefined, lastMs: undefined, count: 0 }));
+  const stream = new StreamingDecoder(tokenizer);
+  let streaming = false;
+  const started = performance.now();
+  let results: GenerateResult[];
+  try {
+    if (!json) {
+      io.stdout(head(0));
+      streaming = true;
+    }
+    results = await session.generate(encoded, {
+      ...sampling,
+      onToken: ({ sequence, token }) => {
+        const now = performance.now() - started;
+        const t = timings[sequence]!;
+        t.firstMs ??= now;
+        t.lastMs = now;
+        t.count++;
+        if (!json && sequence === 0) io.stdout(visibleText(stream.push(token)));
+      },
+    });
+  } finally {
+    if (streaming) io.stdout(`${visibleText(stream.flush())}\n`);
+  }
+  const totalMs = performance.now() - started;
+
+  if (json) {
+    results.forEach((r, i) => {
+      const t = timings[i]!;
+      const decodeMsPerToken = t.count > 1 ? (t.lastMs! - t.firstMs!) / (t.count - 1) : null;
+      const object = {
+        prompt: promptText(prompts[i]!) ?? null,
+        prompt_tokens: r.promptTokens,
+        text: r.text ?? null,
+        tokens: r.tokens,
+        finish_reason: r.finishReason,
+        tp: context.tpSize,
+        backend: context.backend,
+        timings: {
+          load_s: round(context.loadMs / 1000, 3),
+          prefill_ms: round(t.firstMs ?? 0, 2),
+          decode_ms_per_token: decodeMsPerToken === null ? null : round(decodeMsPerToken, 3),
+          tokens_per_s: decodeMsPerToken === null || decodeMsPerToken === 0 ? null : round(1000 / decodeMsPerToken, 2),
+          total_ms: round(totalMs, 2),
+        },
+      };
+      io.stdout(`${JSON.stringify(object)}\n`);
+    });
+    return 0;
+  }
+
+  for (let i = 1; i < results.length; i++) {
+    const r = results[i]!;
+    io.stdout(`${head(i)}${visibleText(r.text ?? ` ${r.tokens.join(' ')}`)}\n`);
+  }
+  const t = timings[0]!;
+  const tokens = results.reduce((n, r) => n + r.tokens.length, 0);
+  const perToken = t.count > 1 ? (t.lastMs! - t.firstMs!) / (t.count - 1) : undefined;
+  const parts = [
+    `${tokens} token${tokens === 1 ? '' : 's'}${batch ? ` (${results.length} prompts)` : ''} in ${(totalMs / 1000).toFixed(2)} s`,
+    `prefill ${(t.firstMs ?? 0).toFixed(1)} ms`,
+    ...(perToken !== undefined ? [`decode ${perToken.toFixed(1)} ms/token (${(1000 / perToken).toFixed(1)} tokens/s${batch ? ' per prompt' : ''})`] : []),
+    `load ${(context.loadMs / 1000).toFixed(2)} s`,
+    `tp ${context.tpSize} · ${context.backend}`,
+    `stopped: ${[...new Set(results.map((r) => r.finishReason))].join(', ')}`,
+  ];
+  io.stderr(`${parts.join(' · ')}\n`);
+  return 0;
+}
+
+export function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

@@ -1,0 +1,98 @@
+/**
+ * What run, logits and bench share: the backend flag, the policy file, and starting a session with
+ * the loading progress on stderr.
+ */
+import { readFile } from 'node:fs/promises';
+import { backend as cpuBackend } from '@tp/backend-cpu';
+import { ArgumentError, BackendMissingError, initInference, PolicyError, resolveBackend, type Backend, type InferenceSession } from '@tp/core';
+import { UsageError, type CliIo } from './io.js';
+import { LoadProgressView, progressMode } from './progress.js';
+
+export const BACKEND_NAMES = ['cpu', 'webgpu', 'cuda'] as const;
+
+/** The options run, logits and bench accept for starting a session, as parseArgs descriptors. */
+export const SESSION_OPTIONS = {
+  tp: { type: 'string' },
+  backend: { type: 'string' },
+  policy: { type: 'string' },
+  'vocab-parallel': { type: 'boolean' },
+} as const;
+
+export const SESSION_HELP = `  --tp N              number of tensor-parallel ranks (default 1)
+  --backend NAME      cpu (default); webgpu and cuda are not available yet
+  --policy FILE       a DeepSpeed injection policy or Hugging Face tp_plan (JSON) overriding the
+                      automatic plan (see "tp plan --help")
+  --vocab-parallel    split the embedding and LM head by vocabulary instead of by hidden`;
+
+/** `--backend NAME` → a backend object. cpu ships with the CLI; the others are not built yet. */
+export async function selectBackend(name: string | undefined): Promise<Backend> {
+  const choice = (name ?? 'cpu').toLowerCase();
+  if (choice === 'cpu') return cpuBackend;
+  if (!(BACKEND_NAMES as readonly string[]).includes(choice)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${name}"`);
+  try {
+    // Installed by hand next to the CLI? Use it.
+    return await resolveBackend(choice);
+  } catch (error) {
+    if (error instanceof BackendMissingError || (error as { code?: string })?.code === 'backend-missing') {
+      throw new BackendMissingError(choice, undefined, `the ${choice} backend is not available yet; use --backend cpu`);
+    }
+    throw error;
+  }
+}
+
+export async function readPolicy(file: string | undefined): Promise<unknown> {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UsageError(`cannot read the policy file ${file}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new PolicyError('policy-invalid', { detail: `${file} is not valid JSON (${(cause as Error).message})` });
+  }
+}
+
+export interface SessionFlags {
+  tp?: string | undefined;
+  backend?: string | undefined;
+  policy?: string | undefined;
+  'vocab-parallel'?: boolean | undefined;
+}
+
+export interface OpenedSession {
+  session: InferenceSession;
+  /** Wall time of initInference (planning, starting the ranks, reading every shard). */
+  loadMs: number;
+}
+
+/** Start a session, showing per-rank loading progress on stderr unless `quiet`. */
+export async function openSession(dir: string, tpSize: number, flags: SessionFlags, io: CliIo, quiet: boolean): Promise<OpenedSession> {
+  const backend = await selectBackend(flags.backend);
+  const policy = await readPolicy(flags.policy);
+  const view = new LoadProgressView(io, progressMode(io, quiet), tpSize);
+  const started = performance.now();
+  try {
+    const session = await initInference(dir, {
+      tpSize,
+      backend,
+      vocabParallel: flags['vocab-parallel'] ?? false,
+      ...(policy !== undefined ? { policy } : {}),
+      onProgress: view.update,
+    });
+    return { session, loadMs: performance.now() - started };
+  } finally {
+    view.finish();
+  }
+}
+
+/** Token ids the model cannot take fail here, before anything is printed or written. */
+export function checkTokenIds(session: InferenceSession, ids: readonly number[]): void {
+  if (ids.length === 0) throw new ArgumentError({ argument: 'tokens', detail: 'the prompt has no tokens' });
+  const { vocab, paddedVocab } = session.graph.geometry;
+  const limit = Math.max(vocab, paddedVocab);
+  const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= limit);
+  if (bad !== undefined) throw new ArgumentError({ argument: 'tokens', detail: `token id ${bad} is outside the vocabulary (0 to ${limit - 1})` });
+}
