@@ -76,9 +76,9 @@ export function helpText(): string {
     '  --help                  show this help',
     '',
     'Examples:',
-    '  tiny-models llama /tmp/tiny-llama --layers 4 --dtype bf16',
-    '  tiny-models falcon /tmp/tiny-falcon --variant new_arch --heads 8 --kv-heads 2',
-    '  tiny-models --preset bench-llama-134m /tmp/bench134',
+    '  tiny-models llama models/tiny-llama --layers 4 --dtype bf16',
+    '  tiny-models falcon models/tiny-falcon --variant new_arch --heads 8 --kv-heads 2',
+    '  tiny-models --preset bench-llama-134m models/bench134',
     '',
   ].join('\n');
 }

@@ -26,21 +26,21 @@ describe('tiny-models', () => {
     for (const family of FAMILY_NAMES) expect(stdout).toMatch(new RegExp(`^  ${family} `, 'm'));
     for (const variant of ['multi_query', 'new_arch', 'alibi_mha', 'mqa', 'mha']) expect(stdout).toContain(`--variant ${variant}`);
     expect(stdout).toContain('bench-llama-134m');
-    expect(stdout).toContain('tiny-models --preset bench-llama-134m /tmp/bench134');
+    expect(stdout).toContain('tiny-models --preset bench-llama-134m models/bench134');
   });
 
   it.each([
     [[], 'expected a family and an output folder'],
     [['llama'], 'expected a family and an output folder'],
-    [['llama', '/tmp/a', '/tmp/b'], 'expected 2 arguments'],
-    [['gpt5', '/tmp/a'], 'unknown family "gpt5"'],
-    [['llama', '/tmp/a', '--hidden', '12x'], '--hidden expects a whole number, got "12x"'],
-    [['llama', '/tmp/a', '--dtype', 'f8'], '--dtype must be one of f32, f16, bf16'],
-    [['llama', '/tmp/a', '--frobnicate'], "Unknown option '--frobnicate'"],
-    [['llama', '/tmp/a', '--tie', '--no-tie'], 'contradict'],
-    [['--preset', 'huge', '/tmp/a'], 'unknown preset "huge"'],
+    [['llama', 'out/a', 'out/b'], 'expected 2 arguments'],
+    [['gpt5', 'out/a'], 'unknown family "gpt5"'],
+    [['llama', 'out/a', '--hidden', '12x'], '--hidden expects a whole number, got "12x"'],
+    [['llama', 'out/a', '--dtype', 'f8'], '--dtype must be one of f32, f16, bf16'],
+    [['llama', 'out/a', '--frobnicate'], "Unknown option '--frobnicate'"],
+    [['llama', 'out/a', '--tie', '--no-tie'], 'contradict'],
+    [['--preset', 'huge', 'out/a'], 'unknown preset "huge"'],
     [['--preset', 'demo-llama'], '--preset takes one folder'],
-    [['gpt2', '/tmp/a', '--kv-heads', '2'], 'gpt2: has no grouped-query attention'],
+    [['gpt2', 'out/a', '--kv-heads', '2'], 'gpt2: has no grouped-query attention'],
   ])('%j exits 2 with one line', async (argv, message) => {
     const { code, stdout, stderr } = await run(...argv);
     expect(code).toBe(2);
@@ -77,10 +77,10 @@ describe('tiny-models', () => {
   });
 
   it('--preset fills the options and later flags override them', () => {
-    const parsed = parseCli(['--preset', 'bench-llama-134m', '/tmp/bench', '--dtype', 'bf16']);
+    const parsed = parseCli(['--preset', 'bench-llama-134m', 'out/bench', '--dtype', 'bf16']);
     expect(parsed).toMatchObject({
       help: false,
-      dir: '/tmp/bench',
+      dir: 'out/bench',
       options: { family: 'llama', hidden: 768, layers: 12, heads: 12, kvHeads: 12, intermediate: 2048, vocab: 32000, dtype: 'bf16' },
     });
   });
@@ -88,7 +88,7 @@ describe('tiny-models', () => {
   const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/bin.js');
   it.skipIf(!existsSync(bin))(`the built bin exits 2 on a bad flag and 0 on a write${existsSync(bin) ? '' : ' (skipped: run pnpm build first)'}`, async () => {
     const exec = promisify(execFile);
-    const bad = await exec(process.execPath, [bin, 'llama', '/tmp/x', '--layers', '-3']).catch((e: { code: number; stderr: string }) => e);
+    const bad = await exec(process.execPath, [bin, 'llama', 'out/x', '--layers', '-3']).catch((e: { code: number; stderr: string }) => e);
     expect((bad as { code: number }).code).toBe(2);
     const dir = await tempDir();
     const ok = await exec(process.execPath, [bin, 'gpt2', dir]);

@@ -70,7 +70,7 @@ export async function planCommand(argv: string[], io: CliIo): Promise<number> {
       ...(grain !== undefined ? { grain } : {}),
       ...(computeDtype !== undefined ? { computeDtype: computeDtype as Dtype } : {}),
     });
-    io.stdout(values.json ? `${JSON.stringify(plan, null, 1)}\n` : `${renderPlan(plan, ckpt.dir)}\n`);
+    io.stdout(values.json ? `${JSON.stringify(plan, null, 1)}\n` : `${renderPlan(plan, dir)}\n`);
     return 0;
   } finally {
     ckpt.close();
