@@ -14,7 +14,7 @@ mkdirSync(out, { recursive: true });
 const wabt = await wabtInit();
 for (const file of readdirSync(path.join(root, 'wasm')).filter((f) => f.endsWith('.wat'))) {
   const source = readFileSync(path.join(root, 'wasm', file), 'utf8');
-  const module = wabt.parseWat(file, source, { simd: true });
+  const module = wabt.parseWat(file, source, { simd: true, bulk_memory: true });
   module.validate();
   const { buffer } = module.toBinary({});
   module.destroy();

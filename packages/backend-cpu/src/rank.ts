@@ -253,7 +253,22 @@ export class CpuRank implements Rank {
         vc.set(vn.subarray((b * rows + t) * vw, (b * rows + t + 1) * vw), (b * c.capacity + start + t) * vw);
       }
     }
-    js.attention({ q: (q as CpuTensor).data(), kCache: kc, vCache: vc, out: out.data(), batch, rows, start, capacity: c.capacity, keyMask: step.keyMask, keyPositions: step.keyPositions, spec });
+    // Per query row: q·k for every visible slot (WebAssembly), the mask and softmax (TypeScript), then
+    // the weighted sum of values (WebAssembly).
+    const { heads, kvHeads, headDim, valueDim } = spec;
+    const group = heads / kvHeads;
+    const longest = start + rows;
+    const scores = this.heap.alloc(heads * longest * 4);
+    const qt = q as CpuTensor;
+    for (let b = 0; b < batch; b++) {
+      for (let t = 0; t < rows; t++) {
+        const row = b * rows + t;
+        const n = start + t + 1;
+        this.wasm.attn_scores(qt.offset + row * heads * headDim * 4, c.k.offset + b * c.capacity * kw * 4, scores, heads, group, headDim, n, kw * 4);
+        js.softmaxScores(this.heap.floats(scores, heads * n), heads, n, start + t, step.keyMask, b * c.capacity, step.keyPositions, spec);
+        this.wasm.attn_mix(scores, c.v.offset + b * c.capacity * vw * 4, out.offset + row * heads * valueDim * 4, heads, group, valueDim, n, vw * 4);
+      }
+    }
     return out;
   }
 

@@ -81,3 +81,76 @@ describe('heap', () => {
     expect(() => heap.alloc(5 * 2 ** 30)).toThrow(/4 GiB.*larger --tp/);
   });
 });
+
+describe('wasm attention agrees with the reference', () => {
+  const cases = [
+    { name: 'decode, GQA 8/2, full', heads: 8, kvHeads: 2, headDim: 16, valueDim: 16, batch: 2, rows: 1, start: 9 },
+    { name: 'prefill, MHA, head dim 6 (not a multiple of 4)', heads: 3, kvHeads: 3, headDim: 6, valueDim: 6, batch: 1, rows: 7, start: 0 },
+    { name: 'prefill after a prefix, alibi, window 3', heads: 4, kvHeads: 1, headDim: 8, valueDim: 8, batch: 2, rows: 4, start: 5, alibi: true, window: 3 },
+    { name: 'value width differs from key width, scaled alibi', heads: 4, kvHeads: 2, headDim: 8, valueDim: 12, batch: 1, rows: 3, start: 2, alibi: true, scaled: true },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { CpuRank } = await import('../src/rank.js');
+      const { createHostCollectiveInit } = await import('@tp/core');
+      const rank = new CpuRank({ rank: 0, world: 1, collective: createHostCollectiveInit(1, 1024, 1000), options: {} });
+      const r = random(c.heads * 100 + c.rows);
+      const capacity = c.start + c.rows + 2;
+      const spec = {
+        heads: c.heads,
+        kvHeads: c.kvHeads,
+        headDim: c.headDim,
+        valueDim: c.valueDim,
+        scale: 1 / Math.sqrt(c.headDim),
+        ...(c.alibi ? { alibi: Float32Array.from({ length: c.heads }, (_, h) => 0.5 ** (h + 1)), alibiScaled: c.scaled === true } : {}),
+        ...(c.window ? { window: c.window } : {}),
+      };
+      const keyMask = new Uint8Array(c.batch * capacity);
+      const keyPositions = new Int32Array(c.batch * capacity);
+      for (let b = 0; b < c.batch; b++) {
+        const pad = b; // left padding of b slots
+        for (let j = 0; j < capacity; j++) {
+          keyMask[b * capacity + j] = j >= pad ? 1 : 0;
+          keyPositions[b * capacity + j] = Math.max(0, j - pad);
+        }
+      }
+      const cache = rank.createKvCache(c.batch, capacity, c.kvHeads, c.headDim, c.valueDim);
+      rank.beginStep();
+      // fill the prefix [0, start) with keys and values through a first call, as a forward would
+      const qAll = Float32Array.from({ length: c.batch * (c.start + c.rows) * c.heads * c.headDim }, r);
+      const kAll = Float32Array.from({ length: c.batch * (c.start + c.rows) * c.kvHeads * c.headDim }, r);
+      const vAll = Float32Array.from({ length: c.batch * (c.start + c.rows) * c.kvHeads * c.valueDim }, r);
+      const slice = (a: Float32Array, width: number, from: number, count: number) => {
+        const out = new Float32Array(c.batch * count * width);
+        for (let b = 0; b < c.batch; b++) out.set(a.subarray((b * (c.start + c.rows) + from) * width, (b * (c.start + c.rows) + from + count) * width), b * count * width);
+        return out;
+      };
+      const run = (from: number, count: number) =>
+        rank.attention(
+          rank.upload(slice(qAll, c.heads * c.headDim, from, count), [c.batch * count, c.heads * c.headDim]),
+          rank.upload(slice(kAll, c.kvHeads * c.headDim, from, count), [c.batch * count, c.kvHeads * c.headDim]),
+          rank.upload(slice(vAll, c.kvHeads * c.valueDim, from, count), [c.batch * count, c.kvHeads * c.valueDim]),
+          cache,
+          { batch: c.batch, rows: count, start: from, keyMask, keyPositions },
+          spec,
+        );
+      if (c.start > 0) run(0, c.start);
+      const got = await rank.download(run(c.start, c.rows));
+      // the reference, on a cache filled the same way
+      const kCache = new Float32Array(c.batch * capacity * c.kvHeads * c.headDim);
+      const vCache = new Float32Array(c.batch * capacity * c.kvHeads * c.valueDim);
+      for (let b = 0; b < c.batch; b++) {
+        kCache.set(kAll.subarray(b * (c.start + c.rows) * c.kvHeads * c.headDim, (b + 1) * (c.start + c.rows) * c.kvHeads * c.headDim), b * capacity * c.kvHeads * c.headDim);
+        vCache.set(vAll.subarray(b * (c.start + c.rows) * c.kvHeads * c.valueDim, (b + 1) * (c.start + c.rows) * c.kvHeads * c.valueDim), b * capacity * c.kvHeads * c.valueDim);
+      }
+      const expected = new Float32Array(c.batch * c.rows * c.heads * c.valueDim);
+      js.attention({ q: slice(qAll, c.heads * c.headDim, c.start, c.rows), kCache, vCache, out: expected, batch: c.batch, rows: c.rows, start: c.start, capacity, keyMask, keyPositions, spec });
+      rank.endStep();
+      expect(got.length).toBe(expected.length);
+      let worst = 0;
+      for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+      expect(worst).toBeLessThan(1e-5);
+      expect(expected.some((x) => x !== 0)).toBe(true);
+    });
+  }
+});

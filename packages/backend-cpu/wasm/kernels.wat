@@ -195,4 +195,87 @@
             (br $mLoop2)))
         (local.set $n (i32.add (local.get $n) (i32.const 1)))
         (br $rLoop))))
+;; ---- attention ----------------------------------------------------------------------------------
+  ;; The two halves of attention that touch the KV cache; masking and the softmax stay in TypeScript.
+  ;; q holds `heads` query heads of width hd; query head h reads kv head h / group. Cache rows are
+  ;; `stride` bytes apart (one row per position).
+
+  ;; dot of `hd` floats at a and b
+  (func $dot (param $a i32) (param $b i32) (param $hd i32) (result f32)
+    (local $k i32) (local $kb i32) (local $acc v128)
+    (local.set $kb (i32.shl (i32.and (local.get $hd) (i32.const -4)) (i32.const 2)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $k) (local.get $kb)))
+        (local.set $acc (f32x4.add (local.get $acc)
+          (f32x4.mul (v128.load (i32.add (local.get $a) (local.get $k))) (v128.load (i32.add (local.get $b) (local.get $k))))))
+        (local.set $k (i32.add (local.get $k) (i32.const 16)))
+        (br $l)))
+    (f32.add (call $hsum (local.get $acc))
+      (call $tail (local.get $a) (local.get $b) (i32.and (local.get $hd) (i32.const -4)) (local.get $hd))))
+
+  ;; scores[h * n + j] = q_h · k_j for the first n cache positions
+  (func (export "attn_scores") (param $q i32) (param $k i32) (param $scores i32) (param $heads i32) (param $group i32)
+        (param $hd i32) (param $n i32) (param $stride i32)
+    (local $h i32) (local $j i32) (local $qh i32) (local $kh i32) (local $out i32)
+    (local.set $out (local.get $scores))
+    (block $hDone
+      (loop $hLoop
+        (br_if $hDone (i32.ge_u (local.get $h) (local.get $heads)))
+        (local.set $qh (i32.add (local.get $q) (i32.shl (i32.mul (local.get $h) (local.get $hd)) (i32.const 2))))
+        (local.set $kh (i32.add (local.get $k) (i32.shl (i32.mul (i32.div_u (local.get $h) (local.get $group)) (local.get $hd)) (i32.const 2))))
+        (local.set $j (i32.const 0))
+        (block $jDone
+          (loop $jLoop
+            (br_if $jDone (i32.ge_u (local.get $j) (local.get $n)))
+            (f32.store (local.get $out) (call $dot (local.get $qh) (local.get $kh) (local.get $hd)))
+            (local.set $out (i32.add (local.get $out) (i32.const 4)))
+            (local.set $kh (i32.add (local.get $kh) (local.get $stride)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $jLoop)))
+        (local.set $h (i32.add (local.get $h) (i32.const 1)))
+        (br $hLoop))))
+
+  ;; out_h = sum_j p[h * n + j] * v_j (out has heads × vd floats; zero weights are skipped)
+  (func (export "attn_mix") (param $p i32) (param $v i32) (param $out i32) (param $heads i32) (param $group i32)
+        (param $vd i32) (param $n i32) (param $stride i32)
+    (local $h i32) (local $j i32) (local $i i32) (local $vb i32) (local $vb4 i32) (local $oh i32) (local $vh i32) (local $w f32) (local $wv v128)
+    (local.set $vb (i32.shl (local.get $vd) (i32.const 2)))
+    (local.set $vb4 (i32.shl (i32.and (local.get $vd) (i32.const -4)) (i32.const 2)))
+    (block $hDone
+      (loop $hLoop
+        (br_if $hDone (i32.ge_u (local.get $h) (local.get $heads)))
+        (local.set $oh (i32.add (local.get $out) (i32.mul (local.get $h) (local.get $vb))))
+        (memory.fill (local.get $oh) (i32.const 0) (local.get $vb))
+        (local.set $vh (i32.add (local.get $v) (i32.mul (i32.div_u (local.get $h) (local.get $group)) (local.get $vb))))
+        (local.set $j (i32.const 0))
+        (block $jDone
+          (loop $jLoop
+            (br_if $jDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $w (f32.load (i32.add (local.get $p) (i32.shl (i32.add (i32.mul (local.get $h) (local.get $n)) (local.get $j)) (i32.const 2)))))
+            (if (f32.ne (local.get $w) (f32.const 0))
+              (then
+                (local.set $wv (f32x4.splat (local.get $w)))
+                (local.set $i (i32.const 0))
+                (block $iDone
+                  (loop $iLoop
+                    (br_if $iDone (i32.ge_u (local.get $i) (local.get $vb4)))
+                    (v128.store (i32.add (local.get $oh) (local.get $i))
+                      (f32x4.add (v128.load (i32.add (local.get $oh) (local.get $i)))
+                        (f32x4.mul (local.get $wv) (v128.load (i32.add (local.get $vh) (local.get $i))))))
+                    (local.set $i (i32.add (local.get $i) (i32.const 16)))
+                    (br $iLoop)))
+                (block $tDone
+                  (loop $tLoop
+                    (br_if $tDone (i32.ge_u (local.get $i) (local.get $vb)))
+                    (f32.store (i32.add (local.get $oh) (local.get $i))
+                      (f32.add (f32.load (i32.add (local.get $oh) (local.get $i)))
+                        (f32.mul (local.get $w) (f32.load (i32.add (local.get $vh) (local.get $i))))))
+                    (local.set $i (i32.add (local.get $i) (i32.const 4)))
+                    (br $tLoop)))))
+            (local.set $vh (i32.add (local.get $vh) (local.get $stride)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $jLoop)))
+        (local.set $h (i32.add (local.get $h) (i32.const 1)))
+        (br $hLoop))))
 )

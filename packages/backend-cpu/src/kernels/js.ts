@@ -119,6 +119,45 @@ export interface AttentionArgs {
   spec: AttentionSpec;
 }
 
+/**
+ * Turn raw q·k scores of one query (per head, over keys 0..qi) into softmax weights in place:
+ * scale, ALiBi, soft cap, the causal/padding/window mask. A query with no visible key (a padding row)
+ * gets all-zero weights.
+ */
+export function softmaxScores(scores: Float32Array, heads: number, n: number, qi: number, keyMask: Uint8Array, maskBase: number, keyPositions: Int32Array, spec: AttentionSpec): void {
+  const first = spec.window !== undefined ? Math.max(0, qi - spec.window + 1) : 0;
+  for (let h = 0; h < heads; h++) {
+    const o = h * n;
+    const slope = spec.alibi?.[h];
+    let max = -Infinity;
+    for (let j = 0; j < n; j++) {
+      if (j < first || keyMask[maskBase + j] === 0) {
+        scores[o + j] = -Infinity;
+        continue;
+      }
+      const dot = scores[o + j]!;
+      let s: number;
+      if (slope === undefined) s = dot * spec.scale;
+      else if (spec.alibiScaled) s = (dot + slope * keyPositions[maskBase + j]!) * spec.scale;
+      else s = dot * spec.scale + slope * keyPositions[maskBase + j]!;
+      if (spec.softcap !== undefined) s = spec.softcap * Math.tanh(s / spec.softcap);
+      scores[o + j] = s;
+      if (s > max) max = s;
+    }
+    if (max === -Infinity) {
+      scores.fill(0, o, o + n);
+      continue;
+    }
+    let total = 0;
+    for (let j = 0; j < n; j++) {
+      const e = scores[o + j] === -Infinity ? 0 : Math.exp(scores[o + j]! - max);
+      scores[o + j] = e;
+      total += e;
+    }
+    for (let j = 0; j < n; j++) scores[o + j] = scores[o + j]! / total;
+  }
+}
+
 /** Causal attention of `rows` new positions per sequence against the cache (which already holds them). */
 export function attention(a: AttentionArgs): void {
   const { q, kCache, vCache, out, batch, rows, start, capacity, keyMask, keyPositions, spec } = a;
