@@ -335,13 +335,20 @@ function rangesFor(w: WeightNode, d: Decision, ctx: RangeContext): { dim: number
       const width = perHead(a.heads);
       ranges = a.ranks.map((s) => [headsToFeatures(s.q, width)]);
     }
-    if (!bias && (Q_ROLES.has(w.role) || w.role === 'attn.out' || w.layout === 'yuan-v')) {
-      const unitRanges =
-        w.layout === 'yuan-v' ? a.ranks.map((_, r) => yuanValueHeads(a.heads, tp, r)) : w.role === 'attn.out' ? ranges.map((rs) => rs.map(([s, e]) => [s / perHead(a.heads), e / perHead(a.heads)] as Range)) : a.ranks.map((s) => [s.q]);
-      const side = w.role === 'attn.out' ? 'consumer' : 'producer';
-      // Yuan's output heads are its value heads; elsewhere they are the query heads.
-      const producerKind = w.layout === 'yuan-v' && side === 'producer' ? 'yuan' : w.layout === 'yuan-qk' ? 'skip' : 'q';
-      if (producerKind !== 'skip') ctx.logical.push({ group: w.group + (producerKind === 'yuan' || (w.layout === 'yuan-v' && side === 'consumer') ? '#yuan' : ''), side, unit: 'head', ranks: unitRanges, tensor: w.name });
+    // What the attention output's consumer sees, in heads: the query heads — except in Yuan's
+    // shared-QK attention, where the output heads are the rank's value heads (v pairs with o_proj,
+    // and q/k are matched to them at run time).
+    const yuan = w.layout === 'yuan-v' || w.layout === 'yuan-qk';
+    const pairs = yuan ? w.layout === 'yuan-v' : Q_ROLES.has(w.role) || w.role === 'attn.out';
+    if (!bias && pairs) {
+      const heads = w.layout === 'yuan-v' ? a.ranks.map((_, r) => yuanValueHeads(a.heads, tp, r)) : a.ranks.map((s) => [s.q]);
+      ctx.logical.push({
+        group: w.group,
+        side: w.role === 'attn.out' ? 'consumer' : 'producer',
+        unit: 'head',
+        ranks: w.role === 'attn.out' ? ranges.map((rs) => rs.map(([s0, e0]) => [s0 / perHead(a.heads), e0 / perHead(a.heads)] as Range)) : heads,
+        tensor: w.name,
+      });
     }
     return { dim: axis, ranges };
   }

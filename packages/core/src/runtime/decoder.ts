@@ -7,7 +7,7 @@
 import type { AttentionSpec, DeviceTensor, KvCache, Rank, RotarySpec } from '../backend/index.js';
 import type { DecoderSpec, ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
-import { embed, linear, linearPartial, reducePartials, type LinearWeight } from './linear.js';
+import { embed, linear, linearPartial, reducePartials, type LinearWeight, type PartialSum } from './linear.js';
 import type { LoadedShard } from './load.js';
 import { alibiSlopes, ropeInvFreq, rotaryDims, sinusoidalRows } from './positions.js';
 import { modelRefs, type LayerRefs, type MlpRefs, type ModelRefs, type WeightRef } from './structure.js';
@@ -27,6 +27,13 @@ export interface StepInput {
   keyPositions: Int32Array;
   /** Which rows need logits. */
   logits: 'last' | 'all' | 'none';
+}
+
+/** A sub-layer's output: reduced already (`fused: false`), or row-parallel partial sums still to reduce. */
+interface SubLayerOutput {
+  fused: boolean;
+  value: DeviceTensor;
+  parts: PartialSum[];
 }
 
 interface LayerRuntime {
@@ -143,7 +150,7 @@ export class DecoderEngine {
     return linear(this.rank, o, this.weight(layer.refs.out!));
   }
 
-  private async attentionPartial(layer: LayerRuntime, x: DeviceTensor, step: StepInput) {
+  private async attentionPartial(layer: LayerRuntime, x: DeviceTensor, step: StepInput): Promise<SubLayerOutput> {
     const o = await this.attentionCore(layer, x, step);
     const out = this.weight(layer.refs.out!);
     if (out.plan.split !== 'row') return { fused: false, value: await linear(this.rank, o, out), parts: [] };
@@ -195,7 +202,7 @@ export class DecoderEngine {
   }
 
   /** The MLP (dense, or experts plus shared expert) as row-parallel partial sums not yet reduced. */
-  private async mlpPartial(layer: LayerRuntime, x: DeviceTensor): Promise<{ fused: boolean; value: DeviceTensor; parts: ReturnType<typeof linearPartial>[] }> {
+  private async mlpPartial(layer: LayerRuntime, x: DeviceTensor): Promise<SubLayerOutput> {
     const { rank } = this;
     const r = layer.refs;
     if (r.router !== undefined && r.experts.size > 0 && this.spec.moe !== undefined) return this.experts(layer, x);
@@ -221,7 +228,7 @@ export class DecoderEngine {
    * partial output is weighted and summed, so one all-reduce (by the caller) covers all experts and the
    * shared expert.
    */
-  private async experts(layer: LayerRuntime, x: DeviceTensor): Promise<{ fused: boolean; value: DeviceTensor; parts: ReturnType<typeof linearPartial>[] }> {
+  private async experts(layer: LayerRuntime, x: DeviceTensor): Promise<SubLayerOutput> {
     const { rank } = this;
     const r = layer.refs;
     const moe = this.spec.moe!;
@@ -244,7 +251,7 @@ export class DecoderEngine {
       }
     }
     const acc = rank.scale(x, 0);
-    const biases: ReturnType<typeof linearPartial>[] = [];
+    const biases: PartialSum[] = [];
     for (const [e, pick] of [...picks].sort((a, b) => a[0] - b[0])) {
       const m = r.experts.get(e)!;
       const idx = Int32Array.from(pick.rows);
