@@ -22,6 +22,8 @@ describe('tp bench', () => {
         expect(r[key], key).toBeGreaterThan(0);
       }
       expect(r).toMatchObject({ prompt_tokens: 4, new_tokens: 5, runs: 2, backend: 'cpu', model: 'bench-llama', model_type: 'llama' });
+      expect(r.rank_memory_mb).toHaveLength(r.tp);
+      for (const m of r.rank_memory_mb) expect(m).toBeGreaterThan(0);
       expect(r.prefill_ms_runs).toHaveLength(2);
       expect(r.decode_ms_per_token_runs).toHaveLength(2);
       expect(r.machine.cores).toBeGreaterThan(0);
@@ -36,8 +38,8 @@ describe('tp bench', () => {
     const { code, stdout } = await runCli(['bench', dir, '--tp', '2', '--prompt', '3', '--new', '3', '--runs', '1', '--quiet']);
     expect(code).toBe(0);
     expect(stdout).toMatch(/^bench-llama \(llama, [\d.]+M parameters\) · cpu · prompt 3 tokens · 3 new tokens · median of 1 run\n/);
-    expect(stdout).toMatch(/tp\s+load s\s+prefill ms\s+decode ms\/token\s+tokens\/s\s+peak RSS MiB\n/);
-    expect(stdout).toMatch(/\n\s*2\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\n$/);
+    expect(stdout).toMatch(/tp\s+load s\s+prefill ms\s+decode ms\/token\s+tokens\/s\s+peak RSS MiB\s+per-rank memory MiB\n/);
+    expect(stdout).toMatch(/\n\s*2\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+ \/ \d+\n$/);
   });
 
   it('bad arguments exit 2', async () => {

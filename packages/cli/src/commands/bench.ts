@@ -105,6 +105,7 @@ export async function benchCommand(argv: string[], io: CliIo): Promise<number> {
         decode_ms_per_token: round(decodeMs, 3),
         tokens_per_s: round(1000 / decodeMs, 2),
         peak_rss_mb: round(peak / 2 ** 20, 1),
+        rank_memory_mb: stats.map((s) => round(s.deviceBytes / 2 ** 20, 1)),
         prefill_ms_runs: prefill.map((v) => round(v, 2)),
         decode_ms_per_token_runs: decode.map((v) => round(v, 3)),
         machine,

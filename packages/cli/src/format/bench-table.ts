@@ -29,6 +29,8 @@ export interface BenchResult {
   tokens_per_s: number;
   /** Highest process RSS the ranks sampled (after loading and after every forward), in MiB. */
   peak_rss_mb: number;
+  /** Per rank: the memory its device holds (weights, KV cache, buffers), in MiB. Ranks are threads of one process, so RSS is not per rank. */
+  rank_memory_mb: number[];
   prefill_ms_runs: number[];
   decode_ms_per_token_runs: number[];
   machine: MachineInfo;
@@ -57,6 +59,7 @@ export function renderBenchTable(results: readonly BenchResult[]): string {
     r.decode_ms_per_token.toFixed(2),
     r.tokens_per_s.toFixed(1),
     r.peak_rss_mb.toFixed(0),
+    r.rank_memory_mb.map((m) => m.toFixed(0)).join(' / '),
   ]);
   const first = results[0];
   const lines: string[] = [];
@@ -66,6 +69,6 @@ export function renderBenchTable(results: readonly BenchResult[]): string {
     );
     lines.push('');
   }
-  lines.push(renderTable(['tp', 'load s', 'prefill ms', 'decode ms/token', 'tokens/s', 'peak RSS MiB'], rows, [0, 1, 2, 3, 4, 5]));
+  lines.push(renderTable(['tp', 'load s', 'prefill ms', 'decode ms/token', 'tokens/s', 'peak RSS MiB', 'per-rank memory MiB'], rows, [0, 1, 2, 3, 4, 5, 6]));
   return lines.join('\n');
 }

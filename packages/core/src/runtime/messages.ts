@@ -27,6 +27,9 @@ export type FromWorker =
   | { type: 'error'; id: number | null; rank: number; message: string; code?: string; stack?: string; failedRank?: number; op?: string };
 
 export interface WorkerStats {
+  /** Resident memory of the whole process (ranks are threads of one process). */
   rssBytes: number;
   peakRssBytes: number;
+  /** Memory this rank's device holds (weights, KV cache, working buffers). */
+  deviceBytes: number;
 }

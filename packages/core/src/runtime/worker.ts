@@ -54,8 +54,11 @@ async function start(): Promise<DecoderEngine> {
   ckpt.close();
   sampleRss();
   post({ type: 'ready', rank: data.rank, bytesRead: shard.bytesRead, loadMs: Date.now() - started });
+  rankDevice = device;
   return new DecoderEngine(device, graph, data.plan, shard, spec);
 }
+
+let rankDevice: { memoryBytes(): number } | undefined;
 
 let forwards = 0;
 let queue: Promise<unknown> = start().then(
@@ -86,7 +89,7 @@ port.on('message', (message: ToWorker) => {
           break;
         }
         case 'stats': {
-          const stats: WorkerStats = { rssBytes: sampleRss(), peakRssBytes: peakRss };
+          const stats: WorkerStats = { rssBytes: sampleRss(), peakRssBytes: peakRss, deviceBytes: rankDevice?.memoryBytes() ?? 0 };
           post({ type: 'done', id: message.id, rank: data.rank, stats });
           break;
         }
