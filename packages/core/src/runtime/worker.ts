@@ -16,6 +16,8 @@ const data = workerData as WorkerData;
 const port = parentPort!;
 const post = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 let peakRss = 0;
+/** This rank's device, once created (for memory reports). */
+let rankDevice: { memoryBytes(): number } | undefined;
 const sampleRss = () => {
   const rss = process.memoryUsage.rss();
   peakRss = Math.max(peakRss, rss);
@@ -57,8 +59,6 @@ async function start(): Promise<DecoderEngine> {
   rankDevice = device;
   return new DecoderEngine(device, graph, data.plan, shard, spec);
 }
-
-let rankDevice: { memoryBytes(): number } | undefined;
 
 let forwards = 0;
 let queue: Promise<unknown> = start().then(
