@@ -35,6 +35,8 @@ export class RankFailedError extends TpError {
 export function createHostCollectiveInit(world: number, slotFloats: number, timeoutMs: number): HostCollectiveInit {
   if (world > MAX_HOST_RANKS) throw new RangeError(`at most ${MAX_HOST_RANKS} ranks share a host`);
   return {
+    kind: 'host',
+    world,
     control: new SharedArrayBuffer(CONTROL_INTS * 4),
     data: new SharedArrayBuffer(2 * world * slotFloats * 4),
     slotFloats,

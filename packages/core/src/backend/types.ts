@@ -4,14 +4,43 @@
  *
  * Each rank lives in its own worker thread and owns one `Rank`. Kernels are *enqueued*: they return a
  * tensor handle at once, and a backend may run them immediately (CPU), record them into a command
- * buffer (WebGPU) or launch them on a stream (CUDA). Only collectives and `download` return promises,
- * so nothing in the interface forces a host round trip per kernel.
+ * buffer (WebGPU) or launch them on a stream (CUDA). Only collectives, `download` and the end of a
+ * step return promises, so nothing in the interface forces a host round trip per kernel.
+ *
+ * Version 2 (this file):
+ * - Host data crosses the interface as raw bytes with their dtype (`HostTensor`), and `upload` stores
+ *   weights in the storage dtype asked for (`f32 | f16 | bf16`); kernels widen to f32 internally.
+ *   Activations and accumulation are always f32.
+ * - Everything a kernel reads is a device tensor: ids, positions, key masks and key positions are
+ *   uploaded once per step (sized to the current length), rotary inverse frequencies and ALiBi slopes
+ *   once per model. No kernel takes a host array.
+ * - One attention entry point: causal or bidirectional masking, a cached cross-attention source,
+ *   an optional additive per-head bias.
+ * - Device-side `argmax`, `topk` and MoE routing, so a decode step downloads one id per sequence.
+ * - The backend chooses how its ranks communicate (`createCommunicator`), so NCCL's unique id and the
+ *   CPU's shared memory travel the same way.
+ * - `endStep` and `dispose` are asynchronous: a step's temporaries are released only after the device
+ *   has finished with them, and disposing reaches every rank.
  *
  * Weights are stored [out, in] (as nn.Linear does); activations are row-major [rows, features].
  */
-export const BACKEND_INTERFACE_VERSION = 1 as const;
+export const BACKEND_INTERFACE_VERSION = 2 as const;
 
-export type DeviceDtype = 'f32' | 'f16' | 'bf16';
+/** Storage dtypes of weights (and of the KV cache). Compute is f32 whatever the storage. */
+export type StorageDtype = 'f32' | 'f16' | 'bf16';
+
+/** Element types a device tensor may have: a storage dtype, or i32 for ids, positions and masks. */
+export type DeviceDtype = StorageDtype | 'i32';
+
+/** Bytes per element of a device dtype. */
+export const DEVICE_DTYPE_BYTES: Readonly<Record<DeviceDtype, number>> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
+
+/** Host data as raw little-endian bytes of `dtype`, row-major. */
+export interface HostTensor {
+  readonly bytes: Uint8Array;
+  readonly dtype: DeviceDtype;
+  readonly shape: readonly number[];
+}
 
 /** An opaque handle to device memory. */
 export interface DeviceTensor {
@@ -26,13 +55,36 @@ export interface BackendProbe {
   devices: Array<{ name: string; memoryBytes?: number }>;
 }
 
+/**
+ * How the ranks of one session reach each other, made once by the coordinator and passed to every
+ * rank. It must survive `postMessage` (structured clone): SharedArrayBuffers for host collectives, an
+ * NCCL unique id as bytes, and so on. `kind` names the mechanism.
+ */
+export interface CommunicatorInit {
+  readonly kind: string;
+  readonly world: number;
+  readonly timeoutMs: number;
+  readonly [key: string]: unknown;
+}
+
 /** What a backend package exports as `backend`. */
 export interface Backend {
   readonly interfaceVersion: typeof BACKEND_INTERFACE_VERSION;
   readonly name: string;
   /** URL of the module that exports this object as `backend`; each rank's worker imports it. */
   readonly moduleUrl: string;
+  /** Storage dtypes `upload` accepts for weights, fastest first. */
+  readonly storageDtypes: readonly StorageDtype[];
   probe(): Promise<BackendProbe>;
+  /**
+   * Bytes one rank can hold (weights + KV cache + workspace), or undefined when unknown. The
+   * coordinator refuses a plan whose share does not fit before any rank loads.
+   */
+  rankMemoryLimit(options: Record<string, unknown>): Promise<number | undefined>;
+  /** Called once by the coordinator, on the main thread. */
+  createCommunicator(world: number, options: { timeoutMs: number }): CommunicatorInit;
+  /** Wake every rank blocked in a collective because `rank` failed (called from the failing rank). */
+  abortCommunicator(init: CommunicatorInit, rank: number): void;
   /** Create this worker's rank. Called once per worker, inside the worker. */
   createRank(init: RankInit): Promise<Rank>;
 }
@@ -40,18 +92,9 @@ export interface Backend {
 export interface RankInit {
   rank: number;
   world: number;
-  /** Shared state for host collectives (SharedArrayBuffers), made by the coordinator. */
-  collective: HostCollectiveInit;
+  communicator: CommunicatorInit;
   /** Backend-specific options passed through from `initInference`. */
   options: Record<string, unknown>;
-}
-
-export interface HostCollectiveInit {
-  control: SharedArrayBuffer;
-  data: SharedArrayBuffer;
-  /** Floats each rank may contribute to one collective. */
-  slotFloats: number;
-  timeoutMs: number;
 }
 
 export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'gelu_quick' | 'identity';
@@ -69,23 +112,28 @@ export interface RotarySpec {
   rotaryDim: number;
   /** `half`: rotate the two halves (NeoX/Llama); `interleaved`: rotate even/odd pairs (GPT-J). */
   style: 'half' | 'interleaved';
-  /** rotaryDim / 2 inverse frequencies (scaling already applied). */
-  invFreq: Float32Array;
+  /** f32 [rotaryDim / 2] inverse frequencies (scaling already applied), uploaded once per model. */
+  invFreq: DeviceTensor;
   /** Multiplies cos and sin (YaRN's attention factor); 1 otherwise. */
   scale?: number;
 }
 
 export interface AttentionSpec {
-  /** Local query heads and key/value heads (kv heads may be shared: query head h uses kv head h / (heads/kvHeads)). */
+  /** Local query heads and key/value heads (query head h uses kv head h / (heads/kvHeads)). */
   heads: number;
   kvHeads: number;
   headDim: number;
   /** Width of a value head (usually headDim). */
   valueDim: number;
-  /** Multiplies q·k before softmax. */
+  /** Multiplies q·k before softmax (1 for T5's unscaled attention). */
   scale: number;
-  /** Per local head ALiBi slope (added as slope × key position), or undefined. */
-  alibi?: Float32Array;
+  /**
+   * `causal`: query i sees keys up to its own timeline slot. `bidirectional`: every unmasked key
+   * (encoders, and cross-attention).
+   */
+  mask: 'causal' | 'bidirectional';
+  /** f32 [heads] per local head ALiBi slope (added as slope × key position), or undefined. */
+  alibi?: DeviceTensor;
   /** Multiplies the ALiBi term together with q·k (falcon scales the sum). */
   alibiScaled?: boolean;
   /** Keys further back than this many positions are masked (sliding window / local attention). */
@@ -95,12 +143,51 @@ export interface AttentionSpec {
 }
 
 /**
- * A KV cache for one attention layer of one rank: `batch` sequences of up to `capacity` positions.
- * Slots are indexed by sequence and position in the sequence's timeline (including left padding).
+ * A KV cache for one attention layer of one rank: `batch` sequences. It grows with the sequence (a
+ * step that appends past its capacity extends it), so its size follows the tokens so far, never a
+ * requested maximum. `length` is the number of timeline slots written.
  */
 export interface KvCache {
   readonly batch: number;
-  readonly capacity: number;
+  readonly length: number;
+  readonly dtype: StorageDtype;
+}
+
+/**
+ * What one attention call needs of the step, all on the device.
+ * - `keyMask`: i32 [batch, keys], 1 where the slot holds a real token (0: padding no query may see).
+ * - `keyPositions`: i32 [batch, keys], each slot's position (ALiBi), or undefined without ALiBi.
+ * - `bias`: f32 [heads, rows, keys] added to the scaled scores (T5's relative bias), broadcast over
+ *   the batch; or undefined.
+ * `keys` is the number of key slots visible after this call's append (start + rows for
+ * self-attention, the source length for cross-attention).
+ */
+export interface AttentionStep {
+  batch: number;
+  rows: number;
+  /** Timeline slot of the first query row (where its keys and values are appended). */
+  start: number;
+  keyMask: DeviceTensor;
+  keyPositions?: DeviceTensor;
+  bias?: DeviceTensor;
+}
+
+/** MoE routing of a batch of rows: which experts each row uses and with what weight. */
+export interface Routing {
+  /** i32 [rows, topK] chosen experts, best first. */
+  readonly experts: DeviceTensor;
+  /** f32 [rows, topK] their weights. */
+  readonly weights: DeviceTensor;
+}
+
+/** The rows routed to one expert: compacted by backends that can size on the host (CPU). */
+export interface ExpertRows {
+  /** f32 [n, features] input rows for the expert. */
+  readonly x: DeviceTensor;
+  /** i32 [n] which input row each one came from. */
+  readonly rows: DeviceTensor;
+  /** f32 [n] routing weight of each. A backend may return every row, with weight 0 where unrouted. */
+  readonly weights: DeviceTensor;
 }
 
 export interface Rank {
@@ -109,25 +196,35 @@ export interface Rank {
   readonly backend: string;
 
   /**
-   * Tensors made between beginStep and endStep (one forward pass) are released together at endStep;
-   * tensors made outside a step (weights, KV caches) live until freed.
+   * Tensors made between beginStep and endStep (one forward pass) are released together when the
+   * promise of endStep resolves: after the device has finished the step's queued work. Tensors made
+   * outside a step (weights, KV caches, rotary tables) live until freed.
    */
   beginStep(): void;
-  endStep(): void;
+  endStep(): Promise<void>;
   /** Device memory this rank holds, in bytes (for reports). */
   memoryBytes(): number;
 
-  upload(data: Float32Array, shape: readonly number[], dtype?: DeviceDtype): DeviceTensor;
-  download(t: DeviceTensor): Promise<Float32Array>;
+  /**
+   * Copy host data to the device. Floating-point data is stored as `as` (default: its own dtype):
+   * f32/f16/bf16 convert among themselves; i32 stays i32. A conversion that cannot be represented
+   * (a value beyond f16's range) is an error naming nothing but the value: the loader names the tensor.
+   */
+  upload(host: HostTensor, as?: DeviceDtype): DeviceTensor;
+  /** The tensor's elements, widened to f32 (or i32 for i32 tensors). */
+  download(t: DeviceTensor): Promise<Float32Array | Int32Array>;
   free(t: DeviceTensor): void;
 
-  /** y = x · wᵀ (+ bias): x [M, K], w [N, K] → [M, N]. The GEMM (prefill) and GEMV (decode) entry point. */
+  /** y = x · wᵀ (+ bias): x f32 [M, K], w [N, K] in any storage dtype → f32 [M, N]. */
   linear(x: DeviceTensor, w: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
   /**
-   * Rows of `table` for `ids`, times `scale`. Ids outside [rowOffset, rowOffset + rows) give zeros, so a
-   * vocabulary-split table followed by an all-reduce is a complete lookup.
+   * Rows of `table` for `ids` (i32 [n]), times `scale`. Ids outside [rowOffset, rowOffset + rows)
+   * give zeros, so a vocabulary-split table followed by an all-reduce is a complete lookup. A negative
+   * rowOffset shifts ids up (learned positions with an offset: row = id - rowOffset).
    */
-  embedding(table: DeviceTensor, ids: Int32Array, rowOffset?: number, scale?: number): DeviceTensor;
+  embedding(table: DeviceTensor, ids: DeviceTensor, rowOffset?: number, scale?: number): DeviceTensor;
+  /** Sinusoidal position rows for `positions` (i32 [n]): `[sin | cos]` halves, or the two swapped. */
+  sinusoidal(positions: DeviceTensor, dim: number, layout: 'sin-cos' | 'cos-sin'): DeviceTensor;
   norm(x: DeviceTensor, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
   /** Norm over each `width`-wide group of features (Qwen3's per-head q/k norm). */
   groupNorm(x: DeviceTensor, width: number, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
@@ -145,32 +242,41 @@ export interface Rank {
   sliceColumns(x: DeviceTensor, start: number, end: number): DeviceTensor;
   /** Concatenate the column ranges of `x` (each [start, end)) into one tensor, in order. */
   gatherColumns(x: DeviceTensor, ranges: ReadonlyArray<readonly [number, number]>): DeviceTensor;
-  /** Rows `rows` of x, in order. */
-  gatherRows(x: DeviceTensor, rows: Int32Array): DeviceTensor;
-  /** target[rows[i]] += weights[i] · src[i]; returns target. */
-  scatterAddRows(target: DeviceTensor, src: DeviceTensor, rows: Int32Array, weights: Float32Array): DeviceTensor;
-  /** Rotate q or k ([M, heads·headDim]) in place for the given positions (one per row). */
-  rotary(x: DeviceTensor, positions: Int32Array, spec: RotarySpec): DeviceTensor;
+  /** Rows `rows` (i32 [n]) of x, in order. */
+  gatherRows(x: DeviceTensor, rows: DeviceTensor): DeviceTensor;
+  /** target[rows[i]] += weights[i] · src[i] (rows i32 [n], weights f32 [n]); returns target. */
+  scatterAddRows(target: DeviceTensor, src: DeviceTensor, rows: DeviceTensor, weights: DeviceTensor): DeviceTensor;
+  /** Rotate q or k ([M, heads·headDim]) in place for the given positions (i32 [M]). */
+  rotary(x: DeviceTensor, positions: DeviceTensor, spec: RotarySpec): DeviceTensor;
+  /** Elementwise 1 / (1 + e^-x) (Qwen2-MoE's shared-expert gate). */
+  sigmoid(x: DeviceTensor): DeviceTensor;
 
-  createKvCache(batch: number, capacity: number, kvHeads: number, headDim: number, valueDim: number): KvCache;
+  /** i32 [rows]: index of the largest value of each row (the first on ties, like torch.argmax). */
+  argmax(x: DeviceTensor): DeviceTensor;
+  /** The k largest values of each row, best first (lower index first on ties): f32 and i32 [rows, k]. */
+  topk(x: DeviceTensor, k: number): { values: DeviceTensor; indices: DeviceTensor };
+  /** MoE routing: softmax over each row of router logits, the top k, renormalised when asked. */
+  route(logits: DeviceTensor, topK: number, normalize: boolean): Routing;
+  /** The rows of `x` routed to expert `e`, with their indices and weights. */
+  expertRows(x: DeviceTensor, routing: Routing, e: number): ExpertRows;
+
+  /** An empty KV cache for `batch` sequences; it grows as attention appends. */
+  createKvCache(batch: number, kvHeads: number, headDim: number, valueDim: number, dtype: StorageDtype): KvCache;
   freeKvCache(cache: KvCache): void;
   /**
-   * Causal attention of `rows` new positions per sequence. q [B·rows, heads·headDim], k and v the new
-   * keys and values ([B·rows, kvHeads·headDim] and [B·rows, kvHeads·valueDim]) which are appended to the
-   * cache at `start` (the timeline position of the first new row). `keyMask[b][t]` is 0 for padding
-   * positions that no query may attend to, `keyPositions[b][t]` the position used for ALiBi.
+   * Attention of `rows` new query rows per sequence (q f32 [batch·rows, heads·headDim]).
+   * With `k` and `v` ([batch·rows, kvHeads·headDim] and [batch·rows, kvHeads·valueDim]) they are first
+   * written to the cache at slots [start, start + rows); without them the cache is read as it is (a
+   * cross-attention source filled once by `fillKvCache`). Keys visible: the cache's first
+   * `keyMask.shape[1]` slots, under `spec.mask`. Output f32 [batch·rows, heads·valueDim].
    */
-  attention(
-    q: DeviceTensor,
-    k: DeviceTensor,
-    v: DeviceTensor,
-    cache: KvCache,
-    step: { batch: number; rows: number; start: number; keyMask: Uint8Array; keyPositions: Int32Array },
-    spec: AttentionSpec,
-  ): DeviceTensor;
+  attention(q: DeviceTensor, k: DeviceTensor | undefined, v: DeviceTensor | undefined, cache: KvCache, step: AttentionStep, spec: AttentionSpec): DeviceTensor;
+  /** Write `rows` keys and values per sequence at slots [0, rows) (cross-attention sources). */
+  fillKvCache(cache: KvCache, k: DeviceTensor, v: DeviceTensor, batch: number, rows: number): void;
 
   readonly collective: Collective;
-  dispose(): void;
+  /** Release every device resource; the rank is unusable afterwards. */
+  dispose(): Promise<void>;
 }
 
 export interface Collective {
@@ -181,4 +287,18 @@ export interface Collective {
   /** Copy root's `t` to every rank, in place. */
   broadcast(t: DeviceTensor, root: number): Promise<void>;
   barrier(): Promise<void>;
+}
+
+/** The host collective's communicator (shared memory between worker threads). */
+export interface HostCollectiveInit extends CommunicatorInit {
+  readonly kind: 'host';
+  control: SharedArrayBuffer;
+  data: SharedArrayBuffer;
+  /** Floats each rank may contribute to one collective. */
+  slotFloats: number;
+}
+
+/** Host tensors from typed arrays (tests, the engine's step inputs). */
+export function hostTensor(data: Float32Array | Int32Array, shape: readonly number[] = [data.length]): HostTensor {
+  return { bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dtype: data instanceof Int32Array ? 'i32' : 'f32', shape };
 }
