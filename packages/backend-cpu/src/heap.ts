@@ -3,6 +3,8 @@
  * same bytes. Weights and KV caches are long-lived allocations (first-fit free list); everything a
  * forward pass creates goes in a step arena that is dropped in one go at the end of the step.
  */
+import { TpError } from '@tp/core';
+
 const PAGE = 65536;
 const ALIGN = 64;
 /** wasm32 addresses 4 GiB; V8 allows a Memory of 65536 pages. */
@@ -19,11 +21,15 @@ export class Heap {
   private arenaPeak = 0;
   private stepDepth = 0;
   private f32: Float32Array;
+  private i32: Int32Array;
+  private u16: Uint16Array;
   private u8: Uint8Array;
 
   constructor(initialBytes = 16 * PAGE) {
     this.memory = new WebAssembly.Memory({ initial: Math.ceil(initialBytes / PAGE), maximum: MAX_PAGES });
     this.f32 = new Float32Array(this.memory.buffer);
+    this.i32 = new Int32Array(this.memory.buffer);
+    this.u16 = new Uint16Array(this.memory.buffer);
     this.u8 = new Uint8Array(this.memory.buffer);
   }
 
@@ -31,6 +37,16 @@ export class Heap {
   floats(byteOffset: number, length: number): Float32Array {
     if (this.f32.buffer !== this.memory.buffer) this.refresh();
     return this.f32.subarray(byteOffset >>> 2, (byteOffset >>> 2) + length);
+  }
+
+  ints(byteOffset: number, length: number): Int32Array {
+    if (this.i32.buffer !== this.memory.buffer) this.refresh();
+    return this.i32.subarray(byteOffset >>> 2, (byteOffset >>> 2) + length);
+  }
+
+  halves(byteOffset: number, length: number): Uint16Array {
+    if (this.u16.buffer !== this.memory.buffer) this.refresh();
+    return this.u16.subarray(byteOffset >>> 1, (byteOffset >>> 1) + length);
   }
 
   bytes(byteOffset: number, length: number): Uint8Array {
@@ -52,6 +68,17 @@ export class Heap {
   release(at: number, bytes: number): void {
     if (this.arena !== undefined && at >= this.arena.at && at < this.arena.at + this.arena.size) return; // freed with the step
     this.free.push({ at, size: align(Math.max(bytes, 4)) });
+  }
+
+  /** Run `fn` with its allocations long-lived even inside a step (a KV cache growing mid-step). */
+  outsideStep<T>(fn: () => T): T {
+    const depth = this.stepDepth;
+    this.stepDepth = 0;
+    try {
+      return fn();
+    } finally {
+      this.stepDepth = depth;
+    }
   }
 
   beginStep(): void {
@@ -105,7 +132,7 @@ export class Heap {
       const pages = Math.ceil((this.top - this.memory.buffer.byteLength) / PAGE);
       const current = this.memory.buffer.byteLength / PAGE;
       if (current + pages > MAX_PAGES) {
-        throw new RangeError(`a CPU rank can address 4 GiB and this needs ${(this.top / 2 ** 30).toFixed(2)} GiB; use more ranks (a larger --tp)`);
+        throw new RankMemoryError(this.top);
       }
       this.memory.grow(Math.max(pages, Math.min(current, MAX_PAGES - current, 1024)));
       this.refresh();
@@ -115,6 +142,23 @@ export class Heap {
 
   private refresh(): void {
     this.f32 = new Float32Array(this.memory.buffer);
+    this.i32 = new Int32Array(this.memory.buffer);
+    this.u16 = new Uint16Array(this.memory.buffer);
     this.u8 = new Uint8Array(this.memory.buffer);
+  }
+}
+
+/** The 4 GiB of a wasm32 memory is full. */
+export class RankMemoryError extends TpError {
+  readonly neededBytes: number;
+
+  constructor(neededBytes: number) {
+    super(
+      'out-of-memory',
+      `a CPU rank can address 4 GiB of WebAssembly memory and this needs ${(neededBytes / 2 ** 30).toFixed(2)} GiB. ` +
+        'If the weights do not fit, use more ranks (a larger --tp) or half-precision storage (--dtype bf16); if the KV cache grew past it, ask for fewer tokens or a smaller batch',
+    );
+    this.name = 'RankMemoryError';
+    this.neededBytes = neededBytes;
   }
 }

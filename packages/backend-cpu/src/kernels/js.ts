@@ -76,8 +76,8 @@ export function activationFn(kind: Activation): (x: number) => number {
 }
 
 /** In place over [rows, heads·headDim]: rotate the first rotaryDim dims of each head by position · invFreq. */
-export function rotary(x: Float32Array, rows: number, heads: number, positions: Int32Array, spec: RotarySpec): void {
-  const { headDim, rotaryDim, invFreq, style } = spec;
+export function rotary(x: Float32Array, rows: number, heads: number, positions: Int32Array, invFreq: Float32Array, spec: Pick<RotarySpec, 'headDim' | 'rotaryDim' | 'style' | 'scale'>): void {
+  const { headDim, rotaryDim, style } = spec;
   const half = rotaryDim / 2;
   const scale = spec.scale ?? 1;
   const cos = new Float32Array(half);
@@ -104,43 +104,53 @@ export function rotary(x: Float32Array, rows: number, heads: number, positions: 
   }
 }
 
-export interface AttentionArgs {
-  q: Float32Array;
-  /** cache [batch, capacity, kvHeads, headDim] and [batch, capacity, kvHeads, valueDim] */
-  kCache: Float32Array;
-  vCache: Float32Array;
-  out: Float32Array;
-  batch: number;
-  rows: number;
-  start: number;
-  capacity: number;
-  keyMask: Uint8Array;
-  keyPositions: Int32Array;
-  spec: AttentionSpec;
+/** The host-side parts of an attention spec the score transform reads. */
+export interface ScoreSpec {
+  scale: number;
+  mask: 'causal' | 'bidirectional';
+  alibi?: Float32Array | undefined;
+  alibiScaled?: boolean | undefined;
+  window?: number | undefined;
+  softcap?: number | undefined;
+}
+
+/** One query's view of the step: its mask row, key positions and bias rows. */
+export interface QueryKeys {
+  /** i32 [keys] of this sequence: 1 where the key may be seen. */
+  mask: Int32Array;
+  /** i32 [keys] of this sequence (ALiBi), or undefined. */
+  positions: Int32Array | undefined;
+  /** f32 [heads, rows, keys] additive bias and this query's row, or undefined. */
+  bias: Float32Array | undefined;
+  biasRow: number;
+  biasRows: number;
 }
 
 /**
- * Turn raw q·k scores of one query (per head, over keys 0..qi) into softmax weights in place:
- * scale, ALiBi, soft cap, the causal/padding/window mask. A query with no visible key (a padding row)
- * gets all-zero weights.
+ * Turn raw q·k scores of one query (per head, over keys 0..n-1) into softmax weights in place: scale,
+ * ALiBi, soft cap, additive bias, then the padding and window mask (the causal limit is `n`). A query
+ * with no visible key (a padding row) gets all-zero weights.
  */
-export function softmaxScores(scores: Float32Array, heads: number, n: number, qi: number, keyMask: Uint8Array, maskBase: number, keyPositions: Int32Array, spec: AttentionSpec): void {
-  const first = spec.window !== undefined ? Math.max(0, qi - spec.window + 1) : 0;
+export function softmaxScores(scores: Float32Array, heads: number, n: number, qi: number, keys: QueryKeys, spec: ScoreSpec): void {
+  const first = spec.window !== undefined && spec.mask === 'causal' ? Math.max(0, qi - spec.window + 1) : 0;
+  const width = keys.mask.length;
   for (let h = 0; h < heads; h++) {
     const o = h * n;
     const slope = spec.alibi?.[h];
+    const biasBase = keys.bias === undefined ? 0 : (h * keys.biasRows + keys.biasRow) * width;
     let max = -Infinity;
     for (let j = 0; j < n; j++) {
-      if (j < first || keyMask[maskBase + j] === 0) {
+      if (j < first || keys.mask[j] === 0) {
         scores[o + j] = -Infinity;
         continue;
       }
       const dot = scores[o + j]!;
       let s: number;
       if (slope === undefined) s = dot * spec.scale;
-      else if (spec.alibiScaled) s = (dot + slope * keyPositions[maskBase + j]!) * spec.scale;
-      else s = dot * spec.scale + slope * keyPositions[maskBase + j]!;
+      else if (spec.alibiScaled) s = (dot + slope * keys.positions![j]!) * spec.scale;
+      else s = dot * spec.scale + slope * keys.positions![j]!;
       if (spec.softcap !== undefined) s = spec.softcap * Math.tanh(s / spec.softcap);
+      if (keys.bias !== undefined) s += keys.bias[biasBase + j]!;
       scores[o + j] = s;
       if (s > max) max = s;
     }
@@ -158,54 +168,44 @@ export function softmaxScores(scores: Float32Array, heads: number, n: number, qi
   }
 }
 
-/** Causal attention of `rows` new positions per sequence against the cache (which already holds them). */
-export function attention(a: AttentionArgs): void {
-  const { q, kCache, vCache, out, batch, rows, start, capacity, keyMask, keyPositions, spec } = a;
-  const { heads, kvHeads, headDim, valueDim, scale } = spec;
-  const group = heads / kvHeads;
-  const scores = new Float64Array(start + rows);
-  for (let b = 0; b < batch; b++) {
-    for (let t = 0; t < rows; t++) {
-      const qi = start + t; // the query's timeline slot
-      const row = b * rows + t;
-      for (let h = 0; h < heads; h++) {
-        const kvh = Math.floor(h / group);
-        const qo = (row * heads + h) * headDim;
-        const slope = spec.alibi?.[h];
-        let max = -Infinity;
-        const first = spec.window !== undefined ? Math.max(0, qi - spec.window + 1) : 0;
-        for (let j = 0; j <= qi; j++) {
-          if (j < first || keyMask[b * capacity + j] === 0) {
-            scores[j] = -Infinity;
-            continue;
-          }
-          const ko = ((b * capacity + j) * kvHeads + kvh) * headDim;
-          let dot = 0;
-          for (let i = 0; i < headDim; i++) dot += q[qo + i]! * kCache[ko + i]!;
-          let s: number;
-          if (slope === undefined) s = dot * scale;
-          else if (spec.alibiScaled) s = (dot + slope * keyPositions[b * capacity + j]!) * scale;
-          else s = dot * scale + slope * keyPositions[b * capacity + j]!;
-          if (spec.softcap !== undefined) s = spec.softcap * Math.tanh(s / spec.softcap);
-          scores[j] = s;
-          if (s > max) max = s;
-        }
-        const oo = (row * heads + h) * valueDim;
-        for (let i = 0; i < valueDim; i++) out[oo + i] = 0;
-        if (max === -Infinity) continue; // a padding query: nothing to attend to
-        let total = 0;
-        for (let j = 0; j <= qi; j++) {
-          const e = scores[j] === -Infinity ? 0 : Math.exp(scores[j]! - max);
-          scores[j] = e;
-          total += e;
-        }
-        for (let j = 0; j <= qi; j++) {
-          const p = scores[j]! / total;
-          if (p === 0) continue;
-          const vo = ((b * capacity + j) * kvHeads + kvh) * valueDim;
-          for (let i = 0; i < valueDim; i++) out[oo + i]! += p * vCache[vo + i]!;
-        }
+/**
+ * Sinusoidal position rows: `[sin | cos]` halves. `fairseq` (XGLM, M2M100): frequency
+ * exp(-ln(10000)·i/(half-1)); `marian` (Marian, Pegasus): 10000^(-2i/dim), computed in f64 as numpy does.
+ */
+export function sinusoidal(positions: Int32Array, dim: number, kind: 'fairseq' | 'marian', out: Float32Array): void {
+  const half = Math.floor(dim / 2);
+  const sinWidth = kind === 'marian' ? dim - half : half;
+  for (let r = 0; r < positions.length; r++) {
+    const p = positions[r]!;
+    const o = r * dim;
+    if (kind === 'fairseq') {
+      const scale = Math.log(10000) / (half - 1);
+      for (let i = 0; i < half; i++) {
+        const angle = p * Math.exp(-scale * i);
+        out[o + i] = Math.sin(angle);
+        out[o + half + i] = Math.cos(angle);
       }
+      if (dim % 2 === 1) out[o + dim - 1] = 0;
+    } else {
+      for (let i = 0; i < sinWidth; i++) out[o + i] = Math.sin(p / 10000 ** ((2 * i) / dim));
+      for (let i = 0; i < half; i++) out[o + sinWidth + i] = Math.cos(p / 10000 ** ((2 * i) / dim));
     }
   }
+}
+
+/** Indices of the k largest values, best first; ties keep the lower index first. */
+export function topk(row: Float32Array, k: number): number[] {
+  const best: number[] = [];
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i]!;
+    if (best.length === k && !(v > row[best[k - 1]!]!)) continue;
+    let at = best.length === k ? k - 1 : best.length;
+    if (best.length < k) best.push(i);
+    while (at > 0 && v > row[best[at - 1]!]!) {
+      best[at] = best[at - 1]!;
+      at--;
+    }
+    best[at] = i;
+  }
+  return best;
 }

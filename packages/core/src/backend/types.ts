@@ -75,6 +75,8 @@ export interface Backend {
   readonly moduleUrl: string;
   /** Storage dtypes `upload` accepts for weights, fastest first. */
   readonly storageDtypes: readonly StorageDtype[];
+  /** Dtypes `createKvCache` accepts, fastest first. */
+  readonly kvDtypes: readonly StorageDtype[];
   probe(): Promise<BackendProbe>;
   /**
    * Bytes one rank can hold (weights + KV cache + workspace), or undefined when unknown. The
@@ -223,8 +225,11 @@ export interface Rank {
    * rowOffset shifts ids up (learned positions with an offset: row = id - rowOffset).
    */
   embedding(table: DeviceTensor, ids: DeviceTensor, rowOffset?: number, scale?: number): DeviceTensor;
-  /** Sinusoidal position rows for `positions` (i32 [n]): `[sin | cos]` halves, or the two swapped. */
-  sinusoidal(positions: DeviceTensor, dim: number, layout: 'sin-cos' | 'cos-sin'): DeviceTensor;
+  /**
+   * Sinusoidal position rows for `positions` (i32 [n]), `[sin | cos]` halves: `fairseq` frequencies
+   * exp(-ln(10000)·i/(half-1)) (XGLM, M2M100) or `marian` 10000^(-2i/dim) (Marian, Pegasus).
+   */
+  sinusoidal(positions: DeviceTensor, dim: number, kind: 'fairseq' | 'marian'): DeviceTensor;
   norm(x: DeviceTensor, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
   /** Norm over each `width`-wide group of features (Qwen3's per-head q/k norm). */
   groupNorm(x: DeviceTensor, width: number, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;

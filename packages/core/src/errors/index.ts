@@ -40,6 +40,8 @@ export type TpErrorCode =
   | 'config-missing-key'
   | 'shape-mismatch'
   | 'unsupported-model'
+  // storage dtypes
+  | 'dtype-unsupported'
   // planning
   | 'indivisible'
   | 'tp-invalid'
@@ -51,7 +53,10 @@ export type TpErrorCode =
   | 'backend-missing'
   | 'rank-failed'
   | 'timeout'
-  | 'invalid-argument';
+  | 'invalid-argument'
+  | 'out-of-memory'
+  | 'kernel-invalid'
+  | 'internal';
 
 export interface TpErrorOptions {
   cause?: unknown;
@@ -100,22 +105,61 @@ export class ConfigError extends TpError {
   }
 }
 
-/** A tensor's stored shape disagrees with what the config implies. */
+/**
+ * A tensor's stored shape disagrees with what the config implies (or with a sibling tensor). When the
+ * config is the likely culprit, `key` names the config.json key, `value` its value (undefined when it
+ * is not set and a default applied), `keys` every key involved and `file` the config.json path.
+ * `expected` is the shape the config implies, when one can be given (a layer count has none).
+ */
 export class ShapeError extends TpError {
   readonly tensor: string;
-  readonly expected: readonly number[];
+  readonly expected: readonly number[] | undefined;
   readonly actual: readonly number[];
+  readonly file: string | undefined;
+  readonly key: string | undefined;
+  readonly value: unknown;
+  readonly keys: readonly string[];
 
-  constructor(fields: { tensor: string; expected: readonly number[]; actual: readonly number[]; why: string }) {
-    super(
-      'shape-mismatch',
-      `tensor "${fields.tensor}" has shape [${fields.actual.join(', ')}] but ${fields.why} implies ` +
-        `[${fields.expected.join(', ')}]. The checkpoint and its config.json disagree; check that they come from the same model.`,
-    );
+  constructor(
+    fields:
+      | { tensor: string; expected: readonly number[]; actual: readonly number[]; why: string }
+      | {
+          tensor: string;
+          expected?: readonly number[];
+          actual: readonly number[];
+          file: string;
+          key: string;
+          value: unknown;
+          keys?: readonly string[];
+          /** How the config's side reads; default `"key" is value`. */
+          setting?: string;
+          /** What disagrees, after `<setting>, but`. */
+          detail: string;
+          /** What to do. */
+          fix: string;
+        },
+  ) {
+    const message =
+      'why' in fields
+        ? `tensor "${fields.tensor}" has shape [${fields.actual.join(', ')}] but ${fields.why} implies ` +
+          `[${(fields.expected ?? []).join(', ')}]. The checkpoint and its config.json disagree; check that they come from the same model.`
+        : `${fields.file}: ${fields.setting ?? `"${fields.key}" is ${fields.value === undefined ? 'not set' : JSON.stringify(fields.value)}`}, but ${fields.detail}. ${fields.fix}`;
+    super('shape-mismatch', message);
     this.name = 'ShapeError';
     this.tensor = fields.tensor;
     this.expected = fields.expected;
     this.actual = fields.actual;
+    if ('why' in fields) {
+      this.file = undefined;
+      this.key = undefined;
+      this.value = undefined;
+      this.keys = [];
+    } else {
+      this.file = fields.file;
+      this.key = fields.key;
+      this.value = fields.value;
+      this.keys = fields.keys ?? [fields.key];
+    }
   }
 }
 
@@ -183,5 +227,38 @@ export class ArgumentError extends TpError {
     super('invalid-argument', `${fields.argument}: ${fields.detail}`);
     this.name = 'ArgumentError';
     this.argument = fields.argument;
+  }
+}
+
+/**
+ * A weight (or the KV cache) cannot be held in the storage dtype asked for: the backend does not
+ * store it, the conversion would lose values (bf16 → f16), or the tensor is not floating point. It
+ * names the tensor and says what to use instead.
+ */
+export class DtypeError extends TpError {
+  /** The tensor, or undefined for the KV cache or a whole-model choice. */
+  readonly tensor: string | undefined;
+  /** The tensor's dtype in the checkpoint (`BF16`). */
+  readonly dtype: string | undefined;
+  /** The storage dtype asked for (`f16`, `auto`). */
+  readonly requested: string;
+  /** What the backend stores. */
+  readonly supported: readonly string[];
+
+  constructor(fields: { tensor?: string; dtype?: string; requested: string; supported: readonly string[]; detail: string; hint: string }) {
+    super('dtype-unsupported', `${fields.tensor !== undefined ? `tensor "${fields.tensor}": ` : ''}${fields.detail}. ${fields.hint}`);
+    this.name = 'DtypeError';
+    this.tensor = fields.tensor;
+    this.dtype = fields.dtype;
+    this.requested = fields.requested;
+    this.supported = fields.supported;
+  }
+}
+
+/** An invariant of tp itself was broken: a bug in tp, never a problem with the model or the input. */
+export class InternalError extends TpError {
+  constructor(detail: string) {
+    super('internal', `${detail}. This is a bug in tp; please report it with the command you ran`);
+    this.name = 'InternalError';
   }
 }

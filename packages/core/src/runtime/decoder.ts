@@ -4,14 +4,23 @@
  * positions, gated or plain MLP and mixture of experts. It knows nothing of tensor parallelism beyond
  * local head counts: `linear` (linear.ts) performs every collective.
  */
-import type { AttentionSpec, DeviceTensor, KvCache, Rank, RotarySpec } from '../backend/index.js';
+import { hostTensor, type AttentionSpec, type AttentionStep, type DeviceTensor, type KvCache, type Rank, type RotarySpec, type StorageDtype } from '../backend/index.js';
+import { TpError } from '../errors/index.js';
 import type { DecoderSpec, ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
-import { embed, linear, linearPartial, reducePartials, type LinearWeight, type PartialSum } from './linear.js';
+import { combineSubLayers, embed, finishSubLayer, linear, linearPartial, type LinearWeight, type SubLayerOutput } from './linear.js';
 import type { LoadedShard } from './load.js';
-import { alibiSlopes, ropeInvFreq, rotaryDims, sinusoidalRows } from './positions.js';
+import { alibiSlopes, ropeInvFreq, rotaryDims } from './positions.js';
 import { modelRefs, type LayerRefs, type MlpRefs, type ModelRefs, type WeightRef } from './structure.js';
+import { StepTimeline } from './timeline.js';
 
+/** What rank 0 sends back from a step: the logits, or only what the sampler needs of them. */
+export type StepOutput = 'logits' | 'argmax' | { topk: number };
+
+/**
+ * One forward pass, as the coordinator sends it: only the new rows. The rank keeps the key mask and
+ * key positions of the timeline so far itself, so a message's size follows the new tokens.
+ */
 export interface StepInput {
   /** Token ids, [batch × rows]. */
   ids: Int32Array;
@@ -21,19 +30,31 @@ export interface StepInput {
   rows: number;
   /** Timeline slot of the first row (the KV cache index). */
   start: number;
-  /** [batch × capacity]: 1 where the slot holds a real token. */
-  keyMask: Uint8Array;
-  /** [batch × capacity]: position of each slot (ALiBi). */
+  /** [batch × rows]: 1 where the new slot holds a real token (0: left padding). */
+  keyMask: Int32Array;
+  /** [batch × rows]: the position each new slot has for ALiBi. */
   keyPositions: Int32Array;
   /** Which rows need logits. */
   logits: 'last' | 'all' | 'none';
+  /** What rank 0 returns (default: the logits). */
+  output?: StepOutput;
 }
 
-/** A sub-layer's output: reduced already (`fused: false`), or row-parallel partial sums still to reduce. */
-interface SubLayerOutput {
-  fused: boolean;
-  value: DeviceTensor;
-  parts: PartialSum[];
+/** What rank 0 returns from a step. */
+export interface StepResult {
+  logits?: Float32Array;
+  ids?: Int32Array;
+  topk?: { values: Float32Array; indices: Int32Array };
+}
+
+/** The step's inputs on the device, uploaded once and read by every layer. */
+interface DeviceStep {
+  batch: number;
+  rows: number;
+  start: number;
+  ids: DeviceTensor;
+  positions: DeviceTensor;
+  attention: AttentionStep;
 }
 
 interface LayerRuntime {
@@ -54,6 +75,9 @@ export class DecoderEngine {
   private readonly refs: ModelRefs;
   private readonly layers: LayerRuntime[];
   private readonly rank: Rank;
+  private readonly timeline = new StepTimeline();
+  /** Rotary inverse frequencies and ALiBi slopes, uploaded once per model (shared by equal layers). */
+  private readonly constants = new Map<string, DeviceTensor>();
 
   constructor(
     rank: Rank,
@@ -61,59 +85,97 @@ export class DecoderEngine {
     private readonly plan: TPPlan,
     private readonly shard: LoadedShard,
     private readonly spec: DecoderSpec,
+    private readonly kvDtype: StorageDtype = 'f32',
   ) {
     this.rank = rank;
     this.refs = modelRefs(graph, plan);
     this.layers = this.refs.layers.map((refs, i) => this.layerRuntime(refs, i));
   }
 
-  /** Fresh KV caches for `batch` sequences of up to `capacity` positions. */
-  reset(batch: number, capacity: number): void {
+  /** Fresh, empty KV caches for `batch` sequences; they grow as the sequences do. */
+  reset(batch: number): void {
     for (const layer of this.layers) {
       if (layer.cache) this.rank.freeKvCache(layer.cache);
-      layer.cache = this.rank.createKvCache(batch, capacity, layer.attention.kvHeads, layer.attention.headDim, layer.attention.valueDim);
+      layer.cache = this.rank.createKvCache(batch, layer.attention.kvHeads, layer.attention.headDim, layer.attention.valueDim, this.kvDtype);
     }
+    this.timeline.reset(batch);
   }
 
-  async forward(step: StepInput): Promise<Float32Array | undefined> {
+  /** Bytes of the KV caches and timeline this rank holds now (for tests and reports). */
+  get cachedSlots(): number {
+    return this.timeline.length;
+  }
+
+  async forward(step: StepInput): Promise<StepResult | undefined> {
     this.rank.beginStep();
     try {
       return await this.forwardStep(step);
     } finally {
-      this.rank.endStep();
+      await this.rank.endStep();
     }
   }
 
-  private async forwardStep(step: StepInput): Promise<Float32Array | undefined> {
+  /** Upload the step's inputs once: ids, positions, and the key mask and positions so far. */
+  private deviceStep(step: StepInput): DeviceStep {
+    const { rank } = this;
+    if (step.ids.length !== step.batch * step.rows || step.positions.length !== step.batch * step.rows) {
+      throw new TpError('invalid-argument', `a step of ${step.batch} × ${step.rows} rows needs as many ids and positions`);
+    }
+    this.timeline.append(step);
+    const keys = this.timeline.length;
+    const alibi = this.spec.positions === 'alibi';
+    return {
+      batch: step.batch,
+      rows: step.rows,
+      start: step.start,
+      ids: rank.upload(hostTensor(step.ids)),
+      positions: rank.upload(hostTensor(step.positions)),
+      attention: {
+        batch: step.batch,
+        rows: step.rows,
+        start: step.start,
+        keyMask: rank.upload(hostTensor(this.timeline.mask(), [step.batch, keys])),
+        ...(alibi ? { keyPositions: rank.upload(hostTensor(this.timeline.positions(), [step.batch, keys])) } : {}),
+      },
+    };
+  }
+
+  private async forwardStep(input: StepInput): Promise<StepResult | undefined> {
     const { rank, spec, refs } = this;
-    const n = step.batch * step.rows;
-    if (refs.embed === undefined) throw new Error('the model has no token embedding');
+    const step = this.deviceStep(input);
+    if (refs.embed === undefined) throw new TpError('unsupported-model', 'the model has no token embedding');
     let h = await embed(rank, this.tensor(refs.embed.weight.name), refs.embed.weight, step.ids, spec.embedScale ?? 1);
     if (refs.projectIn) h = await linear(rank, h, this.weight(refs.projectIn));
     if (spec.positions === 'learned' && refs.posEmbed) {
-      const ids = step.positions.map((p) => p + (spec.positionOffset ?? 0));
-      rank.addInPlace(h, rank.embedding(this.tensor(refs.posEmbed.weight.name), ids));
+      rank.addInPlace(h, rank.embedding(this.tensor(refs.posEmbed.weight.name), step.positions, -(spec.positionOffset ?? 0)));
     } else if (spec.positions === 'sinusoidal') {
-      const ids = step.positions.map((p) => p + (spec.positionOffset ?? 0));
-      rank.addInPlace(h, rank.upload(sinusoidalRows(ids, h.shape[1]!), [n, h.shape[1]!]));
+      const offset = spec.positionOffset ?? 0;
+      const positions = offset === 0 ? step.positions : rank.upload(hostTensor(input.positions.map((p) => p + offset)));
+      rank.addInPlace(h, rank.sinusoidal(positions, h.shape[1]!, 'fairseq'));
     }
     const embedNorm = refs.norms.get('embed_norm');
     if (embedNorm) h = this.norm(h, embedNorm);
 
     for (const layer of this.layers) h = await this.layer(layer, h, step);
 
-    if (step.logits === 'none') return undefined;
+    if (input.logits === 'none') return undefined;
     const finalNorm = refs.norms.get('final_norm');
     if (finalNorm && spec.normPlacement === 'pre') h = this.norm(h, finalNorm);
-    if (step.logits === 'last' && step.rows > 1) {
-      h = rank.gatherRows(h, Int32Array.from({ length: step.batch }, (_, b) => b * step.rows + step.rows - 1));
+    if (input.logits === 'last' && step.rows > 1) {
+      const last = Int32Array.from({ length: step.batch }, (_, b) => b * step.rows + step.rows - 1);
+      h = rank.gatherRows(h, rank.upload(hostTensor(last)));
     }
     if (refs.projectOut) h = await linear(rank, h, this.weight(refs.projectOut));
     const logits = await this.lmHead(h);
-    return this.rank.rank === 0 ? rank.download(logits) : undefined;
+    if (this.rank.rank !== 0) return undefined;
+    const output = input.output ?? 'logits';
+    if (output === 'logits') return { logits: (await rank.download(logits)) as Float32Array };
+    if (output === 'argmax') return { ids: (await rank.download(rank.argmax(logits))) as Int32Array };
+    const top = rank.topk(logits, Math.min(output.topk, logits.shape[1]!));
+    return { topk: { values: (await rank.download(top.values)) as Float32Array, indices: (await rank.download(top.indices)) as Int32Array } };
   }
 
-  private async layer(layer: LayerRuntime, h: DeviceTensor, step: StepInput): Promise<DeviceTensor> {
+  private async layer(layer: LayerRuntime, h: DeviceTensor, step: DeviceStep): Promise<DeviceTensor> {
     const { rank, spec } = this;
     const norms = layer.refs.norms;
     const attnNorm = norms.get('attn_norm');
@@ -126,18 +188,12 @@ export class DecoderEngine {
       return mlpNorm ? this.norm(y, mlpNorm) : y;
     }
     if (spec.residual === 'parallel') {
-      // x + attn(n1(x)) + mlp(n2(x) or n1(x)), with one all-reduce for both when both are row-parallel
+      // x + attn(n1(x)) + mlp(n2(x) or n1(x)): the partial sums of both share one all-reduce
       const a = attnNorm ? this.norm(h, attnNorm) : h;
       const m = mlpNorm ? this.norm(h, mlpNorm) : a;
       const attn = await this.attentionPartial(layer, a, step);
       const mlp = await this.mlpPartial(layer, m);
-      if (attn.fused && mlp.fused) {
-        const sum = rank.add(attn.value, mlp.value);
-        return rank.addInPlace(await reducePartials(rank, sum, [...attn.parts, ...mlp.parts], true), h);
-      }
-      const attnOut = attn.fused ? await reducePartials(rank, attn.value, attn.parts, true) : attn.value;
-      const mlpOut = mlp.fused ? await reducePartials(rank, mlp.value, mlp.parts, true) : mlp.value;
-      return rank.addInPlace(rank.addInPlace(attnOut, mlpOut), h);
+      return rank.addInPlace(await this.finish(combineSubLayers(rank, attn, mlp)), h);
     }
     const x = rank.addInPlace(await this.attention(layer, attnNorm ? this.norm(h, attnNorm) : h, step), h);
     return rank.addInPlace(await this.mlp(layer, mlpNorm ? this.norm(x, mlpNorm) : x), x);
@@ -145,20 +201,27 @@ export class DecoderEngine {
 
   // ---- attention -------------------------------------------------------------------------------
 
-  private async attention(layer: LayerRuntime, x: DeviceTensor, step: StepInput): Promise<DeviceTensor> {
-    const o = await this.attentionCore(layer, x, step);
-    return linear(this.rank, o, this.weight(layer.refs.out!));
+  private async attention(layer: LayerRuntime, x: DeviceTensor, step: DeviceStep): Promise<DeviceTensor> {
+    return this.finish(await this.attentionPartial(layer, x, step));
   }
 
-  private async attentionPartial(layer: LayerRuntime, x: DeviceTensor, step: StepInput): Promise<SubLayerOutput> {
+  private async attentionPartial(layer: LayerRuntime, x: DeviceTensor, step: DeviceStep): Promise<SubLayerOutput> {
     const o = await this.attentionCore(layer, x, step);
-    const out = this.weight(layer.refs.out!);
-    if (out.plan.split !== 'row') return { fused: false, value: await linear(this.rank, o, out), parts: [] };
-    const part = linearPartial(this.rank, o, out);
-    return { fused: true, value: part.partial, parts: [part] };
+    return this.projection(o, this.weight(layer.refs.out!));
   }
 
-  private async attentionCore(layer: LayerRuntime, x: DeviceTensor, step: StepInput): Promise<DeviceTensor> {
+  /** A projection as a sub-layer output: partial when row-parallel, complete otherwise. */
+  private async projection(x: DeviceTensor, w: LinearWeight): Promise<SubLayerOutput> {
+    if (w.plan.split !== 'row') return { partial: undefined, complete: await linear(this.rank, x, w), biases: [] };
+    const part = linearPartial(this.rank, x, w);
+    return { partial: part.partial, complete: undefined, biases: [part] };
+  }
+
+  private finish(out: SubLayerOutput): Promise<DeviceTensor> {
+    return finishSubLayer(this.rank, out);
+  }
+
+  private async attentionCore(layer: LayerRuntime, x: DeviceTensor, step: DeviceStep): Promise<DeviceTensor> {
     const { rank } = this;
     const r = layer.refs;
     let q: DeviceTensor;
@@ -187,30 +250,24 @@ export class DecoderEngine {
     if (kNorm) k = rank.groupNorm(k, layer.attention.headDim, this.normSpec(), this.tensor(kNorm.weight.name), kNorm.bias ? this.tensor(kNorm.bias.name) : undefined);
     if (this.spec.clipQkv !== undefined) for (const t of [q, k, v]) rank.clamp(t, this.spec.clipQkv);
     if (layer.rotary) {
-      const rotary = this.spec.rope?.scaling?.type === 'dynamic' ? { ...layer.rotary, invFreq: ropeInvFreq(this.spec.rope, layer.attention.headDim, step.start + step.rows) } : layer.rotary;
+      const rotary = this.dynamicRotary(layer.rotary, step.start + step.rows);
       rank.rotary(q, step.positions, rotary);
       rank.rotary(k, step.positions, rotary);
     }
-    return rank.attention(q, k, v, layer.cache!, step, layer.attention);
+    return rank.attention(q, k, v, layer.cache!, step.attention, layer.attention);
   }
 
   // ---- MLP and experts -------------------------------------------------------------------------
 
   private async mlp(layer: LayerRuntime, x: DeviceTensor): Promise<DeviceTensor> {
-    const p = await this.mlpPartial(layer, x);
-    return p.fused ? reducePartials(this.rank, p.value, p.parts, true) : p.value;
+    return this.finish(await this.mlpPartial(layer, x));
   }
 
-  /** The MLP (dense, or experts plus shared expert) as row-parallel partial sums not yet reduced. */
+  /** The MLP (dense, or experts plus shared expert) as a sub-layer output not yet reduced. */
   private async mlpPartial(layer: LayerRuntime, x: DeviceTensor): Promise<SubLayerOutput> {
-    const { rank } = this;
     const r = layer.refs;
     if (r.router !== undefined && r.experts.size > 0 && this.spec.moe !== undefined) return this.experts(layer, x);
-    const down = this.weight(r.mlp.down!);
-    const hidden = await this.mlpHidden(r.mlp, x);
-    if (down.plan.split !== 'row') return { fused: false, value: await linear(rank, hidden, down), parts: [] };
-    const part = linearPartial(rank, hidden, down);
-    return { fused: true, value: part.partial, parts: [part] };
+    return this.projection(await this.mlpHidden(r.mlp, x), this.weight(r.mlp.down!));
   }
 
   /** act(gate(x)) ⊙ up(x), or act(up(x)): the input of the down projection. */
@@ -224,52 +281,37 @@ export class DecoderEngine {
   }
 
   /**
-   * Mixture of experts. The router is replicated, so every rank picks the same experts; each expert's
-   * partial output is weighted and summed, so one all-reduce (by the caller) covers all experts and the
-   * shared expert.
+   * Mixture of experts, routed on the device. The router is replicated, so every rank picks the same
+   * experts. Each expert's output is weighted and added into one of two sums: the partial sum when
+   * its down projection is row-parallel (reduced once, by the caller, together with the shared
+   * expert), the complete sum when the expert is replicated — a whole output must never be reduced.
    */
   private async experts(layer: LayerRuntime, x: DeviceTensor): Promise<SubLayerOutput> {
     const { rank } = this;
     const r = layer.refs;
     const moe = this.spec.moe!;
-    const rows = x.shape[0]!;
-    const logits = await rank.download(await linear(rank, x, this.weight(r.router!)));
-    const experts = logits.length / rows;
-    const picks = new Map<number, { rows: number[]; weights: number[] }>();
-    for (let t = 0; t < rows; t++) {
-      const row = logits.subarray(t * experts, (t + 1) * experts);
-      const max = Math.max(...row);
-      const probs = Array.from(row, (l) => Math.exp(l - max));
-      const total = probs.reduce((a, b) => a + b, 0);
-      const top = probs.map((p, e) => ({ e, p: p / total })).sort((a, b) => b.p - a.p || a.e - b.e).slice(0, moe.topK);
-      const norm = moe.normalize ? top.reduce((a, b) => a + b.p, 0) : 1;
-      for (const { e, p } of top) {
-        const entry = picks.get(e) ?? { rows: [], weights: [] };
-        entry.rows.push(t);
-        entry.weights.push(p / norm);
-        picks.set(e, entry);
-      }
-    }
-    const acc = rank.scale(x, 0);
-    const biases: PartialSum[] = [];
-    for (const [e, pick] of [...picks].sort((a, b) => a[0] - b[0])) {
-      const m = r.experts.get(e)!;
-      const idx = Int32Array.from(pick.rows);
-      const xe = rank.gatherRows(x, idx);
-      const part = linearPartial(rank, await this.mlpHidden(m, xe), this.weight(m.down!));
-      rank.scatterAddRows(acc, part.partial, idx, Float32Array.from(pick.weights));
+    const routing = rank.route(await linear(rank, x, this.weight(r.router!)), moe.topK, moe.normalize);
+    const out: SubLayerOutput = { partial: undefined, complete: undefined, biases: [] };
+    const sum = (key: 'partial' | 'complete') => (out[key] ??= rank.scale(x, 0));
+    for (const [e, m] of [...r.experts].sort((a, b) => a[0] - b[0])) {
+      const picked = rank.expertRows(x, routing, e);
+      if (picked.x.shape[0] === 0) continue; // no row chose this expert (a backend that can tell)
+      const down = this.weight(m.down!);
+      const y = linearPartial(rank, await this.mlpHidden(m, picked.x), down);
+      rank.scatterAddRows(sum(down.plan.split === 'row' ? 'partial' : 'complete'), y.partial, picked.rows, picked.weights);
     }
     if (r.shared) {
-      const part = linearPartial(rank, await this.mlpHidden(r.shared, x), this.weight(r.shared.down!));
-      let gates = new Float32Array(rows).fill(1);
-      if (r.sharedGate) {
-        const g = await rank.download(await linear(rank, x, this.weight(r.sharedGate)));
-        gates = g.map((v) => 1 / (1 + Math.exp(-v)));
-      }
-      rank.scatterAddRows(acc, part.partial, Int32Array.from({ length: rows }, (_, i) => i), gates);
-      biases.push(part);
+      const down = this.weight(r.shared.down!);
+      const part = linearPartial(rank, await this.mlpHidden(r.shared, x), down);
+      const rows = x.shape[0]!;
+      const gates = r.sharedGate ? rank.sigmoid(await linear(rank, x, this.weight(r.sharedGate))) : rank.upload(hostTensor(new Float32Array(rows).fill(1)));
+      const all = rank.upload(hostTensor(Int32Array.from({ length: rows }, (_, i) => i)));
+      rank.scatterAddRows(sum(down.plan.split === 'row' ? 'partial' : 'complete'), part.partial, all, gates);
+      if (down.plan.split === 'row') out.biases.push(part);
     }
-    return { fused: true, value: acc, parts: biases };
+    // Without a partial sum nothing is reduced: a complete sum is the output as it is.
+    if (out.partial === undefined && out.complete === undefined) out.complete = rank.scale(x, 0);
+    return out;
   }
 
   // ---- output ----------------------------------------------------------------------------------
@@ -277,14 +319,14 @@ export class DecoderEngine {
   private async lmHead(h: DeviceTensor): Promise<DeviceTensor> {
     const { rank, plan } = this;
     const head = plan.lmHead;
-    if (head === null) throw new Error('the model has no LM head');
+    if (head === null) throw new TpError('unsupported-model', 'the model has no LM head');
     const lmHead = this.refs.lmHead;
     const bias = lmHead?.bias ? this.tensor(lmHead.bias.name) : undefined;
     if (head.split === 'row') {
       const [start, end] = head.ranks[rank.rank]!.ranges[0]!;
       const weight = head.tied ? this.shard.tiedLmHead! : this.tensor(head.weight);
       const logits = rank.linear(rank.sliceColumns(h, start, end), weight);
-      return reducePartials(rank, logits, [{ partial: logits, bias }], true);
+      return this.finish({ partial: logits, complete: undefined, biases: [{ partial: logits, bias }] });
     }
     const weight = this.tensor(head.weight);
     const w: LinearWeight = { plan: plan.tensors.find((t) => t.name === head.weight)!, weight, bias };
@@ -295,7 +337,7 @@ export class DecoderEngine {
 
   private tensor(name: string): DeviceTensor {
     const t = this.shard.tensors.get(name);
-    if (t === undefined) throw new Error(`weight ${name} was not loaded`);
+    if (t === undefined) throw new TpError('internal', `weight ${name} was not loaded`);
     return t;
   }
 
@@ -309,6 +351,23 @@ export class DecoderEngine {
 
   private norm(x: DeviceTensor, ref: WeightRef): DeviceTensor {
     return this.rank.norm(x, this.spec.norm, this.tensor(ref.weight.name), ref.bias ? this.tensor(ref.bias.name) : undefined);
+  }
+
+  /** A per-model constant on the device, uploaded the first time it is asked for. */
+  private constant(key: string, values: Float32Array): DeviceTensor {
+    let t = this.constants.get(key);
+    if (t === undefined) this.constants.set(key, (t = this.rank.upload(hostTensor(values))));
+    return t;
+  }
+
+  /**
+   * Dynamic NTK scaling changes the frequencies once the sequence outgrows the trained length: only
+   * then are they recomputed (into the step's arena).
+   */
+  private dynamicRotary(rotary: RotarySpec, seqLen: number): RotarySpec {
+    const rope = this.spec.rope!;
+    if (rope.scaling?.type !== 'dynamic' || rope.maxPositions === undefined || seqLen <= rope.maxPositions) return rotary;
+    return { ...rotary, invFreq: this.rank.upload(hostTensor(ropeInvFreq(rope, rotary.headDim, seqLen))) };
   }
 
   private layerRuntime(refs: LayerRefs, index: number): LayerRuntime {
@@ -346,6 +405,7 @@ export class DecoderEngine {
     const scale = spec.attentionScale === 'none' ? 1 : typeof spec.attentionScale === 'number' ? spec.attentionScale : 1 / Math.sqrt(headDim);
     const window = typeof spec.window === 'function' ? spec.window(index) : spec.window;
     const attention: AttentionSpec = {
+      mask: 'causal',
       heads,
       kvHeads,
       headDim,
@@ -355,12 +415,13 @@ export class DecoderEngine {
     };
     if (spec.positions === 'alibi' && spec.alibi) {
       const slopes = alibiSlopes(g.heads, spec.alibi.kind, spec.alibi.maxBias);
-      attention.alibi = share ? slopes.slice(share.q[0], share.q[1]) : slopes;
+      const local = share ? slopes.slice(share.q[0], share.q[1]) : slopes;
+      attention.alibi = this.constant(`alibi:${local.join(',')}`, local);
       attention.alibiScaled = spec.alibi.scaled === true;
     }
     const rotary: RotarySpec | undefined =
       spec.positions === 'rope' && spec.rope
-        ? { headDim, rotaryDim: rotaryDims(spec.rope, headDim), style: spec.rope.style, invFreq: ropeInvFreq(spec.rope, headDim) }
+        ? { headDim, rotaryDim: rotaryDims(spec.rope, headDim), style: spec.rope.style, invFreq: this.constant(`rope:${headDim}`, ropeInvFreq(spec.rope, headDim)) }
         : undefined;
     return {
       refs,

@@ -54,16 +54,35 @@ export function linearPartial(rank: Rank, x: DeviceTensor, w: LinearWeight): Par
  * Token embeddings. A vocabulary-split table gives zeros for ids outside the rank's rows, so the
  * all-reduce completes every lookup; a replicated table is an ordinary gather.
  */
-export async function embed(rank: Rank, table: DeviceTensor, split: TensorPlan, ids: Int32Array, scale: number): Promise<DeviceTensor> {
+export async function embed(rank: Rank, table: DeviceTensor, split: TensorPlan, ids: DeviceTensor, scale: number): Promise<DeviceTensor> {
   if (split.split !== 'vocab') return rank.embedding(table, ids, 0, scale);
   const rows = rank.embedding(table, ids, split.ranks[rank.rank]!.ranges[0]![0], scale);
   await rank.collective.allReduce(rows);
   return rows;
 }
 
-/** Reduce partial sums that were added together, then add each full bias once. */
-export async function reducePartials(rank: Rank, sum: DeviceTensor, parts: readonly PartialSum[], reduce: boolean): Promise<DeviceTensor> {
-  if (reduce) await rank.collective.allReduce(sum);
-  for (const p of parts) if (p.bias !== undefined) rank.addInPlace(sum, p.bias);
-  return sum;
+/**
+ * A sub-layer's output. `partial` holds row-parallel partial sums still to be all-reduced (with the
+ * full biases of `biases` added once after), `complete` what is already whole on every rank (a
+ * replicated or column-parallel projection, a replicated expert). Keeping the two apart lets parallel
+ * residual blocks and mixtures of experts share one all-reduce without ever reducing a whole value.
+ */
+export interface SubLayerOutput {
+  partial: DeviceTensor | undefined;
+  complete: DeviceTensor | undefined;
+  biases: PartialSum[];
+}
+
+/** All-reduce the partial sums, add each full bias once, then what was already complete. */
+export async function finishSubLayer(rank: Rank, out: SubLayerOutput): Promise<DeviceTensor> {
+  if (out.partial === undefined) return out.complete!;
+  await rank.collective.allReduce(out.partial);
+  for (const p of out.biases) if (p.bias !== undefined) rank.addInPlace(out.partial, p.bias);
+  return out.complete === undefined ? out.partial : rank.addInPlace(out.partial, out.complete);
+}
+
+/** Two sub-layer outputs as one (a parallel residual block: one all-reduce for both). */
+export function combineSubLayers(rank: Rank, a: SubLayerOutput, b: SubLayerOutput): SubLayerOutput {
+  const add = (x: DeviceTensor | undefined, y: DeviceTensor | undefined) => (x === undefined ? y : y === undefined ? x : rank.add(x, y));
+  return { partial: add(a.partial, b.partial), complete: add(a.complete, b.complete), biases: [...a.biases, ...b.biases] };
 }

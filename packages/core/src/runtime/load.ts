@@ -1,11 +1,13 @@
 /**
  * Loading one rank's shard: for every tensor the plan lists, read exactly that rank's ranges from disk
- * and upload them. Format quirks are applied here, once, on the host: GPT-2's Conv1D weights are
+ * as raw bytes and upload them in the storage dtype the plan chose. Format quirks are byte
+ * permutations applied here, once, on the host, whatever the element width: GPT-2's Conv1D weights are
  * transposed to [out, in], fused q/k/v rows are reordered into [Q; K; V], and a tied LM head takes its
- * hidden slice of the embedding.
+ * hidden slice of the embedding. Nothing is widened to f32 on the way.
  */
-import { readSlice, type Checkpoint } from '../checkpoint/index.js';
-import type { DeviceTensor, Rank } from '../backend/index.js';
+import { bytesToF32, readSliceBytes, type Checkpoint, type Dtype } from '../checkpoint/index.js';
+import type { DeviceTensor, HostTensor, Rank, StorageDtype } from '../backend/index.js';
+import { TpError } from '../errors/index.js';
 import type { ModelGraph, WeightNode } from '../graph/index.js';
 import { canonicalQkvOrder, codegenLocalBlocks, fusedHeadWidth, type TPPlan, type TensorPlan } from '../plan/index.js';
 
@@ -21,6 +23,18 @@ export interface LoadProgress {
   bytesRead: number;
   bytesTotal: number;
   tensor: string;
+}
+
+/** The checkpoint dtypes that go to the device as they are; F64 is narrowed to f32 on the host. */
+const HOST_DTYPE: Partial<Record<Dtype, StorageDtype>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+
+/**
+ * Where a tensor is stored. Matrices (matmul weights, embedding tables) keep the plan's storage dtype;
+ * vectors (norm weights, biases) are tiny and every kernel reads them as f32.
+ */
+export function deviceStorage(t: TensorPlan): StorageDtype {
+  const planned = (t as TensorPlan & { storage?: StorageDtype }).storage ?? 'f32';
+  return t.shape.length >= 2 ? planned : 'f32';
 }
 
 export function loadShard(
@@ -39,22 +53,41 @@ export function loadShard(
     if (!t.read) continue;
     const node = nodes.get(t.name)!;
     const slice = t.ranks[rank.rank]!;
-    const { data, shape } = readSlice(ckpt, t.name, { dim: t.dim, ranges: slice.ranges });
-    let host = data;
-    let hostShape = shape.length === 0 ? [1] : shape;
-    if (node.transposed && hostShape.length === 2) {
-      host = transpose(host, hostShape[0]!, hostShape[1]!);
-      hostShape = [hostShape[1]!, hostShape[0]!];
-    }
-    if (node.layout !== undefined && node.role === 'attn.qkv') host = reorderRows(host, hostShape, qkvOrder(node, t, plan, rank.rank, hostShape[0]!));
-    tensors.set(t.name, rank.upload(host, hostShape));
+    const raw = readSliceBytes(ckpt, t.name, { dim: t.dim, ranges: slice.ranges });
+    let host = hostOf(raw.bytes, raw.shape.length === 0 ? [1] : raw.shape, t);
+    if (node.transposed && host.shape.length === 2) host = transpose(host);
+    if (node.layout !== undefined && node.role === 'attn.qkv') host = reorderRows(host, qkvOrder(node, t, plan, rank.rank, host.shape[0]!));
+    const as = deviceStorage(t);
+    tensors.set(t.name, upload(rank, host, as, t.name));
     if (plan.lmHead?.tied && plan.lmHead.split === 'row' && plan.lmHead.weight === t.name && t.split === 'replicate') {
       const [start, end] = plan.lmHead.ranks[rank.rank]!.ranges[0]!;
-      tiedLmHead = rank.upload(columns(host, hostShape[0]!, hostShape[1]!, start, end), [hostShape[0]!, end - start]);
+      tiedLmHead = upload(rank, columns(host, start, end), as, t.name);
     }
     onProgress?.({ rank: rank.rank, bytesRead: ckpt.bytesRead - before, bytesTotal, tensor: t.name });
   }
   return { tensors, tiedLmHead, bytesRead: ckpt.bytesRead - before };
+}
+
+function hostOf(bytes: Uint8Array, shape: number[], t: TensorPlan): HostTensor {
+  const dtype = HOST_DTYPE[t.dtype];
+  if (dtype !== undefined) return { bytes, dtype, shape };
+  if (t.dtype === 'F64') {
+    const f32 = bytesToF32(bytes, 'F64');
+    return { bytes: new Uint8Array(f32.buffer), dtype: 'f32', shape };
+  }
+  throw new TpError('unsupported-model', `tensor ${t.name} is ${t.dtype}; tp loads F32, F16, BF16 and F64 weights`);
+}
+
+/** Upload, naming the tensor when its values cannot be stored as asked (bf16 → f16 overflow). */
+function upload(rank: Rank, host: HostTensor, as: StorageDtype, name: string): DeviceTensor {
+  try {
+    return rank.upload(host, as);
+  } catch (cause) {
+    if (TpError.isInstance(cause) && cause.code === 'invalid-argument') {
+      throw new TpError('invalid-argument', `tensor ${name} (${host.dtype}) cannot be stored as ${as}: ${cause.message}`, { cause });
+    }
+    throw cause;
+  }
 }
 
 function qkvOrder(node: WeightNode, t: TensorPlan, plan: TPPlan, rank: number, localRows: number): Int32Array {
@@ -74,22 +107,38 @@ function qkvOrder(node: WeightNode, t: TensorPlan, plan: TPPlan, rank: number, l
   return canonicalQkvOrder(node.layout!, q, kv, hd, blocks);
 }
 
-function reorderRows(data: Float32Array, shape: number[], order: Int32Array): Float32Array {
-  const width = shape.length === 1 ? 1 : data.length / shape[0]!;
-  const out = new Float32Array(data.length);
-  for (let i = 0; i < order.length; i++) out.set(data.subarray(order[i]! * width, (order[i]! + 1) * width), i * width);
-  return out;
+const elementBytes = (h: HostTensor) => (h.dtype === 'f32' || h.dtype === 'i32' ? 4 : 2);
+
+/** Rows in `order` (a permutation of dim 0). */
+function reorderRows(h: HostTensor, order: Int32Array): HostTensor {
+  const rowBytes = h.bytes.byteLength / h.shape[0]!;
+  const out = new Uint8Array(h.bytes.byteLength);
+  for (let i = 0; i < order.length; i++) out.set(h.bytes.subarray(order[i]! * rowBytes, (order[i]! + 1) * rowBytes), i * rowBytes);
+  return { ...h, bytes: out };
 }
 
-function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
-  return out;
+/** [rows, cols] → [cols, rows], element by element of any width. */
+function transpose(h: HostTensor): HostTensor {
+  const [rows, cols] = h.shape as [number, number];
+  const e = elementBytes(h);
+  const out = new Uint8Array(h.bytes.byteLength);
+  const src = h.bytes;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const from = (r * cols + c) * e;
+      const to = (c * rows + r) * e;
+      for (let b = 0; b < e; b++) out[to + b] = src[from + b]!;
+    }
+  }
+  return { ...h, bytes: out, shape: [cols, rows] };
 }
 
-function columns(data: Float32Array, rows: number, cols: number, start: number, end: number): Float32Array {
-  const width = end - start;
-  const out = new Float32Array(rows * width);
-  for (let r = 0; r < rows; r++) out.set(data.subarray(r * cols + start, r * cols + end), r * width);
-  return out;
+/** Columns [start, end) of a [rows, cols] tensor. */
+function columns(h: HostTensor, start: number, end: number): HostTensor {
+  const [rows, cols] = h.shape as [number, number];
+  const e = elementBytes(h);
+  const width = (end - start) * e;
+  const out = new Uint8Array(rows * width);
+  for (let r = 0; r < rows; r++) out.set(h.bytes.subarray((r * cols + start) * e, (r * cols + end) * e), r * width);
+  return { ...h, bytes: out, shape: [rows, end - start] };
 }

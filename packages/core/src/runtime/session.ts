@@ -7,14 +7,14 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
-import { createHostCollectiveInit, RankFailedError, type Backend } from '../backend/index.js';
+import { RankFailedError, type Backend, type StorageDtype } from '../backend/index.js';
 import { openCheckpoint } from '../checkpoint/index.js';
-import { ArgumentError, TpError, UnsupportedModelError } from '../errors/index.js';
+import { ArgumentError, TpError, UnsupportedModelError, type TpErrorCode } from '../errors/index.js';
 import { analyzeModel, createConfigReader, type DecoderSpec, type ModelGraph } from '../graph/index.js';
 import { planTensorParallel, type TPPlan } from '../plan/index.js';
 import { resolveBackend } from './backends.js';
-import type { StepInput } from './decoder.js';
-import type { FromWorker, ToWorker, WorkerData, WorkerStats } from './messages.js';
+import type { StepInput, StepOutput, StepResult } from './decoder.js';
+import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
 import { sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
@@ -29,8 +29,13 @@ export interface InferenceOptions {
   tpSize?: number;
   /** A backend object, or its name: `cpu` (default), `webgpu`, `cuda`. */
   backend?: Backend | string;
-  /** Compute dtype. The CPU backend computes in f32. */
-  dtype?: 'f32';
+  /**
+   * How weights are stored on the device: `auto` (default) keeps the checkpoint's own precision where
+   * the backend supports it; `f32`, `f16`, `bf16` convert. Activations and accumulation are f32.
+   */
+  dtype?: 'auto' | StorageDtype;
+  /** KV cache dtype (default f32). */
+  kvDtype?: StorageDtype;
   /** A DeepSpeed injection policy or HF tp_plan overriding the automatic plan. */
   policy?: unknown;
   vocabParallel?: boolean;
@@ -82,7 +87,7 @@ export class InferenceSession {
   readonly tokenizer: TextTokenizer | undefined;
   readonly load: LoadReport;
   private readonly workers: Worker[];
-  private readonly pending = new Map<number, { waiting: Set<number>; resolve: (v: { logits?: Float32Array; stats?: WorkerStats[] }) => void; reject: (e: Error) => void; logits?: Float32Array; stats: WorkerStats[] }>();
+  private readonly pending = new Map<number, { waiting: Set<number>; resolve: (v: { result?: StepResult; stats?: WorkerStats[] }) => void; reject: (e: Error) => void; result?: StepResult; stats: WorkerStats[] }>();
   private nextId = 1;
   private failure: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
@@ -106,8 +111,13 @@ export class InferenceSession {
   static async create(dir: string, options: InferenceOptions = {}): Promise<InferenceSession> {
     const tpSize = options.tpSize ?? 1;
     if (!Number.isInteger(tpSize) || tpSize < 1) throw new ArgumentError({ argument: 'tpSize', detail: `must be a positive integer, got ${tpSize}` });
-    if (options.dtype !== undefined && options.dtype !== 'f32') throw new ArgumentError({ argument: 'dtype', detail: `only f32 compute is available, got ${options.dtype}` });
+    const dtype = options.dtype ?? 'auto';
+    if (!['auto', 'f32', 'f16', 'bf16'].includes(dtype)) throw new ArgumentError({ argument: 'dtype', detail: `must be auto, f32, f16 or bf16, got ${String(dtype)}` });
+    const kvDtype = options.kvDtype ?? 'f32';
     const backend = await resolveBackend(options.backend ?? 'cpu');
+    if (!backend.kvDtypes.includes(kvDtype)) {
+      throw new ArgumentError({ argument: 'kvDtype', detail: `the ${backend.name} backend keeps its KV cache in ${backend.kvDtypes.join(' or ')}, not ${String(kvDtype)}` });
+    }
     const ckpt = await openCheckpoint(dir);
     let graph: ModelGraph;
     try {
@@ -127,11 +137,15 @@ export class InferenceSession {
       tpSize,
       vocabParallel: options.vocabParallel ?? false,
       computeDtype: 'F32',
+      storageDtype: dtype,
+      kvDtype,
+      supportedStorage: backend.storageDtypes,
       ...(options.policy !== undefined ? { policy: options.policy } : {}),
       ...(options.grain !== undefined ? { grain: options.grain } : {}),
     });
+    await checkRankMemory(backend, plan, options.backendOptions ?? {});
     const tokenizer = await loadTokenizer(ckpt.dir);
-    const collective = createHostCollectiveInit(tpSize, 1 << 16, options.collectiveTimeoutMs ?? 60_000);
+    const communicator = backend.createCommunicator(tpSize, { timeoutMs: options.collectiveTimeoutMs ?? 60_000 });
     const started = Date.now();
     const url = workerUrl();
     const workers: Worker[] = [];
@@ -152,7 +166,8 @@ export class InferenceSession {
           world: tpSize,
           backendUrl: backend.moduleUrl,
           backendOptions: options.backendOptions ?? {},
-          collective,
+          communicator,
+          kvDtype,
           ...(options.faultInjection ? { fault: { rank: options.faultInjection.rank, afterForwards: options.faultInjection.afterForwards } } : {}),
         };
         const worker = new Worker(url, { workerData: data });
@@ -171,10 +186,10 @@ export class InferenceSession {
               s.listen();
               resolve(s);
             }
-          } else if (m.type === 'error') failAll(rankError(m.rank, debugMessage(m), m.code, m.failedRank, m.op));
+          } else if (m.type === 'error') failAll(rankError(m.rank, m.error));
         });
-        worker.on('error', (e) => failAll(rankError(rank, e.message)));
-        worker.on('exit', (code) => failAll(rankError(rank, `the worker exited with code ${code} while loading`)));
+        worker.on('error', (e) => failAll(rankError(rank, { message: e.message })));
+        worker.on('exit', (code) => failAll(rankError(rank, { message: `the worker exited with code ${code} while loading` })));
       }
     });
     return session;
@@ -183,12 +198,12 @@ export class InferenceSession {
   /** Logits at every position of each sequence: one Float32Array of [length × vocab] per sequence. */
   logits(sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
     return this.serial(async () => {
-      const batch = this.prepare(sequences, 0);
-      const logits = (await this.forward({ ...batch.step, logits: 'all' }))!;
-      const vocab = logits.length / (batch.step.batch * batch.step.rows);
+      const step = await this.prefill(sequences);
+      const logits = (await this.forward({ ...step, logits: 'all', output: 'logits' })).logits!;
+      const vocab = logits.length / (step.batch * step.rows);
       return sequences.map((seq, b) => {
-        const pad = batch.step.rows - seq.length;
-        return logits.slice((b * batch.step.rows + pad) * vocab, (b + 1) * batch.step.rows * vocab);
+        const pad = step.rows - seq.length;
+        return logits.slice((b * step.rows + pad) * vocab, (b + 1) * step.rows * vocab);
       });
     });
   }
@@ -202,21 +217,23 @@ export class InferenceSession {
       const eos = new Set([this.spec.eosTokenId ?? []].flat());
       const stopAtEos = options.stopAtEos ?? true;
       const random = seededRandom(options.seed ?? 0);
-      const batch = this.prepare(sequences, maxNew);
-      const { step } = batch;
+      this.checkTokens(sequences);
+      this.checkLength(sequences, maxNew);
+      const step = await this.prefill(sequences);
+      const output = stepOutput(options);
       const results: GenerateResult[] = sequences.map((s) => ({ promptTokens: s, tokens: [], text: undefined, finishReason: 'length', ...(options.returnLogits ? { stepLogits: [] } : {}) }));
       const done = new Array<boolean>(sequences.length).fill(false);
-      let logits = (await this.forward({ ...step, logits: 'last' }))!;
-      const vocab = logits.length / step.batch;
+      let result = await this.forward({ ...step, logits: 'last', output });
       for (let i = 0; i < maxNew; i++) {
         const next = new Int32Array(step.batch);
+        const vocab = result.logits ? result.logits.length / step.batch : 0;
         for (let b = 0; b < step.batch; b++) {
-          const row = logits.subarray(b * vocab, (b + 1) * vocab);
-          const token = done[b] ? (results[b]!.tokens.at(-1) ?? 0) : sampleToken(row, options, random);
+          const row = result.logits?.subarray(b * vocab, (b + 1) * vocab);
+          const token = done[b] ? (results[b]!.tokens.at(-1) ?? 0) : chooseToken(result, b, step.batch, options, random);
           next[b] = token;
           if (done[b]) continue;
           results[b]!.tokens.push(token);
-          results[b]!.stepLogits?.push(row.slice());
+          if (row) results[b]!.stepLogits?.push(row.slice());
           options.onToken?.({ sequence: b, token, step: i });
           if (stopAtEos && eos.has(token)) {
             done[b] = true;
@@ -224,14 +241,9 @@ export class InferenceSession {
           }
         }
         if (i === maxNew - 1 || done.every(Boolean)) break;
-        const slot = step.rows + i;
-        const positions = new Int32Array(step.batch);
-        for (let b = 0; b < step.batch; b++) {
-          positions[b] = sequences[b]!.length + i;
-          step.keyMask[b * batch.capacity + slot] = 1;
-          step.keyPositions[b * batch.capacity + slot] = positions[b]!;
-        }
-        logits = (await this.forward({ ids: next, positions, batch: step.batch, rows: 1, start: slot, keyMask: step.keyMask, keyPositions: step.keyPositions, logits: 'last' }))!;
+        const positions = Int32Array.from({ length: step.batch }, (_, b) => sequences[b]!.length + i);
+        const keyMask = new Int32Array(step.batch).fill(1);
+        result = await this.forward({ ids: next, positions, batch: step.batch, rows: 1, start: step.rows + i, keyMask, keyPositions: positions, logits: 'last', output });
       }
       if (this.tokenizer) for (const r of results) r.text = this.tokenizer.decode(r.tokens);
       return results;
@@ -258,50 +270,88 @@ export class InferenceSession {
     return this.failure;
   }
 
-  async dispose(): Promise<void> {
+  /**
+   * Release every rank: each disposes its device and ends its thread. A rank that does not answer
+   * within `timeoutMs` (stuck in a kernel) is terminated. Safe to call twice.
+   */
+  async dispose(timeoutMs = 5000): Promise<void> {
+    if (this.disposed) return this.disposed;
+    const wasHealthy = this.failure === undefined;
     this.failure ??= new TpError('invalid-argument', 'the inference session was disposed');
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.disposed = (async () => {
+      if (wasHealthy) {
+        const acks = this.workers.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, timeoutMs);
+              w.once('exit', () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              w.ref();
+              w.postMessage({ type: 'dispose', id: 0 } satisfies ToWorker);
+            }),
+        );
+        await Promise.all(acks);
+      }
+      await Promise.all(this.workers.map((w) => w.terminate()));
+    })();
+    return this.disposed;
   }
+
+  private disposed: Promise<void> | undefined;
 
   // ---- internals -------------------------------------------------------------------------------
 
-  private prepare(sequences: ReadonlyArray<readonly number[]>, maxNew: number): { step: StepInput; capacity: number } {
+  /** Reject what would fail in a rank: empty prompts, ids outside the vocabulary. */
+  private checkTokens(sequences: ReadonlyArray<readonly number[]>): void {
     if (sequences.length === 0 || sequences.some((s) => s.length === 0)) throw new ArgumentError({ argument: 'prompts', detail: 'every prompt needs at least one token' });
     const vocab = Math.max(this.graph.geometry.vocab, this.graph.geometry.paddedVocab);
     for (const s of sequences) {
       const bad = s.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
       if (bad !== undefined) throw new ArgumentError({ argument: 'tokens', detail: `token id ${bad} is outside the vocabulary (0 to ${vocab - 1})` });
     }
+  }
+
+  /** Prompt plus new tokens must fit the model's position table. */
+  private checkLength(sequences: ReadonlyArray<readonly number[]>, maxNew: number): void {
     const rows = Math.max(...sequences.map((s) => s.length));
-    const capacity = rows + maxNew;
     const table = this.positionTableSize();
-    if (table !== undefined && capacity > table) {
+    if (table !== undefined && rows + maxNew > table) {
       throw new ArgumentError({
         argument: 'prompts',
-        detail: `${rows} prompt tokens plus ${maxNew} new ones need ${capacity} positions, but this model's position table has ${table}; shorten the prompt or ask for fewer tokens`,
+        detail: `${rows} prompt tokens plus ${maxNew} new ones need ${rows + maxNew} positions, but this model's position table has ${table}; shorten the prompt or ask for at most ${Math.max(0, table - rows)} new tokens`,
       });
     }
+  }
+
+  /**
+   * Start a batch: fresh KV caches on every rank, and the prompt rows left-padded to the longest,
+   * with padding masked out (and given position 1, as transformers does).
+   */
+  private async prefill(sequences: ReadonlyArray<readonly number[]>): Promise<Omit<StepInput, 'logits'>> {
+    this.checkTokens(sequences);
+    this.checkLength(sequences, 0);
+    const rows = Math.max(...sequences.map((s) => s.length));
     const batch = sequences.length;
     const ids = new Int32Array(batch * rows);
     const positions = new Int32Array(batch * rows);
-    const keyMask = new Uint8Array(batch * capacity);
-    const keyPositions = new Int32Array(batch * capacity);
+    const keyMask = new Int32Array(batch * rows);
+    const keyPositions = new Int32Array(batch * rows);
     const padId = this.spec.padTokenId ?? 0;
     sequences.forEach((seq, b) => {
       const pad = rows - seq.length;
       for (let t = 0; t < rows; t++) {
         const real = t >= pad;
         ids[b * rows + t] = real ? seq[t - pad]! : padId;
-        positions[b * rows + t] = real ? t - pad : 1; // transformers gives padding position 1
-        keyMask[b * capacity + t] = real ? 1 : 0;
-        keyPositions[b * capacity + t] = real ? t - pad : 0;
+        positions[b * rows + t] = real ? t - pad : 1;
+        keyMask[b * rows + t] = real ? 1 : 0;
+        keyPositions[b * rows + t] = real ? t - pad : 0;
       }
     });
-    this.pendingReset = { batch, capacity };
-    return { step: { ids, positions, batch, rows, start: 0, keyMask, keyPositions, logits: 'last' }, capacity };
+    await this.call({ type: 'reset', id: 0, batch });
+    return { ids, positions, batch, rows, start: 0, keyMask, keyPositions };
   }
-
-  private pendingReset: { batch: number; capacity: number } | undefined;
 
   /** Positions a learned position table can encode (undefined when positions are computed). */
   private positionTableSize(): number | undefined {
@@ -310,12 +360,8 @@ export class InferenceSession {
     return table === undefined ? this.spec.maxPositions : table.shape[0]! - (this.spec.positionOffset ?? 0);
   }
 
-  private async forward(step: StepInput): Promise<Float32Array | undefined> {
-    if (this.pendingReset) {
-      await this.call({ type: 'reset', id: 0, ...this.pendingReset });
-      this.pendingReset = undefined;
-    }
-    return (await this.call({ type: 'forward', id: 0, step })).logits;
+  private async forward(step: StepInput): Promise<StepResult> {
+    return (await this.call({ type: 'forward', id: 0, step })).result ?? {};
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -327,40 +373,48 @@ export class InferenceSession {
     return run;
   }
 
-  private call(message: ToWorker): Promise<{ logits?: Float32Array; stats?: WorkerStats[] }> {
+  private call(message: ToWorker): Promise<{ result?: StepResult; stats?: WorkerStats[] }> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { waiting: new Set(this.workers.map((_, r) => r)), resolve, reject, stats: [] });
+      // Busy ranks keep the process alive; idle ones do not (a script that forgets dispose() exits).
+      for (const w of this.workers) w.ref();
       for (const w of this.workers) w.postMessage({ ...message, id });
     });
   }
 
+  private idle(): void {
+    if (this.pending.size === 0) for (const w of this.workers) w.unref();
+  }
+
   private listen(): void {
+    this.idle();
     this.workers.forEach((worker, rank) => {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'done') {
           const p = this.pending.get(m.id);
           if (p === undefined) return;
-          if (m.logits) p.logits = m.logits;
+          if (m.result) p.result = m.result;
           if (m.stats) p.stats[m.rank] = m.stats;
           p.waiting.delete(m.rank);
           if (p.waiting.size === 0) {
             this.pending.delete(m.id);
-            p.resolve({ ...(p.logits ? { logits: p.logits } : {}), stats: p.stats });
+            this.idle();
+            p.resolve({ ...(p.result ? { result: p.result } : {}), stats: p.stats });
           }
         } else if (m.type === 'error') {
-          const error = rankError(m.rank, debugMessage(m), m.code, m.failedRank, m.op);
+          const error = rankError(m.rank, m.error);
           // A rank that only stopped because another failed: give the failing rank's own report a
           // moment to arrive, so the request fails with the real cause.
-          if (/^rank \d+ failed; rank \d+ stopped/.test(m.message)) setTimeout(() => this.fail(error), 500);
+          if (isSecondary(m.rank, m.error)) setTimeout(() => this.fail(error), 500);
           else this.fail(error);
         }
       });
-      worker.on('error', (e) => this.fail(rankError(rank, e.message)));
+      worker.on('error', (e) => this.fail(rankError(rank, { message: e.message })));
       worker.on('exit', (code) => {
         this.exited.add(rank);
-        if (this.failure === undefined) this.fail(rankError(rank, `the worker exited with code ${code}`));
+        if (this.failure === undefined) this.fail(rankError(rank, { message: `the worker exited with code ${code}` }));
       });
     });
   }
@@ -376,18 +430,75 @@ export class InferenceSession {
 }
 
 /** With TP_DEBUG set, a rank's error carries its stack. */
-function debugMessage(m: { message: string; stack?: string }): string {
-  return process.env['TP_DEBUG'] && m.stack ? `${m.message}\n${m.stack}` : m.message;
+function debugMessage(e: WorkerError): string {
+  return process.env['TP_DEBUG'] && e.stack ? `${e.message}\n${e.stack}` : e.message;
+}
+
+/** A rank that stopped in a collective because another rank failed first. */
+function isSecondary(rank: number, e: WorkerError): boolean {
+  return e.code === 'rank-failed' && typeof e.fields?.['rank'] === 'number' && e.fields['rank'] !== rank;
 }
 
 /**
- * The error a request fails with. A rank that stopped because another failed, or that timed out
- * waiting for another, reports that other rank: the error names the rank at fault.
+ * The error a request fails with, rebuilt from what the rank sent. A rank that stopped because another
+ * failed, or that timed out waiting for another, names that other rank. An error of tp's own keeps its
+ * code and fields (and says which rank raised it); anything else is a `rank-failed` naming the rank.
  */
-function rankError(rank: number, message: string, code?: string, failedRank?: number, op?: string): Error {
-  const secondary = /^rank (\d+) failed; rank \d+ stopped/.exec(message);
-  const culprit = failedRank !== undefined && failedRank >= 0 ? failedRank : secondary ? Number(secondary[1]) : rank;
-  return new RankFailedError(code === 'timeout' ? 'timeout' : 'rank-failed', culprit, op ?? 'request', secondary ? message : `rank ${rank}: ${message}`);
+function rankError(rank: number, e: WorkerError): Error {
+  const message = debugMessage(e);
+  if (e.code === 'rank-failed' || e.code === 'timeout') {
+    const culprit = typeof e.fields?.['rank'] === 'number' && e.fields['rank'] >= 0 ? e.fields['rank'] : rank;
+    const op = typeof e.fields?.['op'] === 'string' ? e.fields['op'] : 'request';
+    return new RankFailedError(e.code, culprit, op, isSecondary(rank, e) ? message : `rank ${rank}: ${message}`);
+  }
+  if (e.code !== undefined) return new RankError(e.code as TpErrorCode, rank, `rank ${rank}: ${message}`, e.fields ?? {});
+  return new RankFailedError('rank-failed', rank, 'request', `rank ${rank}: ${message}`);
+}
+
+/** An error of tp's own raised inside a rank: its code and fields, and the rank. */
+export class RankError extends TpError {
+  readonly rank: number;
+
+  constructor(code: TpErrorCode, rank: number, message: string, fields: Record<string, unknown>) {
+    super(code, message);
+    Object.assign(this, fields);
+    this.name = 'RankError';
+    this.rank = rank;
+  }
+}
+
+/** What a step must return for these options: one id when greedy, k candidates for top-k. */
+function stepOutput(options: GenerateOptions): StepOutput {
+  if (options.returnLogits) return 'logits';
+  if ((options.temperature ?? 0) <= 0) return 'argmax';
+  if (options.topK !== undefined && options.topK > 0) return { topk: options.topK };
+  return 'logits';
+}
+
+/** The next token of sequence b (of `batch`) from what the step returned. */
+function chooseToken(result: StepResult, b: number, batch: number, options: GenerateOptions, random: () => number): number {
+  if (result.ids) return result.ids[b]!;
+  if (result.topk) {
+    // The k best logits, best first with ties by index: the candidates sampleToken would keep.
+    const k = result.topk.values.length / batch;
+    return result.topk.indices[b * k + sampleToken(result.topk.values.subarray(b * k, (b + 1) * k), options, random)]!;
+  }
+  const vocab = result.logits!.length / batch;
+  return sampleToken(result.logits!.subarray(b * vocab, (b + 1) * vocab), options, random);
+}
+
+/** Refuse, before any rank loads, a plan whose share of the weights does not fit a rank. */
+async function checkRankMemory(backend: Backend, plan: TPPlan, options: Record<string, unknown>): Promise<void> {
+  const limit = await backend.rankMemoryLimit(options);
+  if (limit === undefined) return;
+  const worst = [...plan.ranks].sort((a, b) => b.paramBytes - a.paramBytes)[0]!;
+  if (worst.paramBytes > limit) {
+    const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+    throw new TpError(
+      'out-of-memory',
+      `rank ${worst.rank} would hold ${gib(worst.paramBytes)} of weights (${plan.options.storageDtype ?? 'f32'}), but a ${backend.name} rank holds at most ${gib(limit)}; use more ranks (a larger --tp) or half-precision storage (--dtype bf16)`,
+    );
+  }
 }
 
 export function initInference(dir: string, options?: InferenceOptions): Promise<InferenceSession> {

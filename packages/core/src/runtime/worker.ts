@@ -1,50 +1,58 @@
 /**
  * One rank: a worker thread that loads its shard from disk and runs the decoder on its device when
- * the coordinator asks. Any failure is reported with the rank and then the worker waits to be
- * terminated; collectives of the other ranks see the abort flag and stop too.
+ * the coordinator asks. Any failure is reported with the rank, its error code and fields, and then the
+ * worker waits to be terminated; collectives of the other ranks see the abort and stop too.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { abortHostCollective, RankFailedError, type Backend } from '../backend/index.js';
+import type { Backend, Rank } from '../backend/index.js';
 import { openCheckpoint } from '../checkpoint/index.js';
 import { TpError } from '../errors/index.js';
 import { analyzeModel, createConfigReader } from '../graph/index.js';
 import { DecoderEngine } from './decoder.js';
 import { loadShard } from './load.js';
-import type { FromWorker, ToWorker, WorkerData, WorkerStats } from './messages.js';
+import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
 
 const data = workerData as WorkerData;
 const port = parentPort!;
 const post = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 let peakRss = 0;
-/** This rank's device, once created (for memory reports). */
-let rankDevice: { memoryBytes(): number } | undefined;
+let backend: Backend | undefined;
+/** This rank's device, once created (for memory reports and dispose). */
+let device: Rank | undefined;
 const sampleRss = () => {
   const rss = process.memoryUsage.rss();
   peakRss = Math.max(peakRss, rss);
   return rss;
 };
 
-function fail(id: number | null, error: unknown): void {
-  abortHostCollective(data.collective, data.rank);
+/** A TpError's own fields, as far as they survive a structured clone. */
+function serializable(error: unknown): WorkerError {
   const e = error as Error & { code?: string };
-  post({
-    type: 'error',
-    id,
-    rank: data.rank,
-    message: e?.message ?? String(error),
-    ...(TpError.isInstance(error) ? { code: error.code } : {}),
-    ...(error instanceof RankFailedError ? { failedRank: error.rank, op: error.op } : {}),
-    ...(e?.stack ? { stack: e.stack } : {}),
-  });
+  const out: WorkerError = { message: e?.message ?? String(error), ...(e?.name ? { name: e.name } : {}), ...(e?.stack ? { stack: e.stack } : {}) };
+  if (TpError.isInstance(error)) {
+    out.code = error.code;
+    const fields: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(error)) {
+      if (key === 'code' || value === undefined || typeof value === 'function') continue;
+      if (['string', 'number', 'boolean'].includes(typeof value) || Array.isArray(value)) fields[key] = value;
+    }
+    out.fields = fields;
+  }
+  return out;
+}
+
+function fail(id: number | null, error: unknown): void {
+  if (backend !== undefined) backend.abortCommunicator(data.communicator, data.rank);
+  post({ type: 'error', id, rank: data.rank, error: serializable(error) });
 }
 
 async function start(): Promise<DecoderEngine> {
   const started = Date.now();
-  const module = (await import(data.backendUrl)) as { backend: Backend };
+  backend = ((await import(data.backendUrl)) as { backend: Backend }).backend;
   const ckpt = await openCheckpoint(data.dir);
   const graph = analyzeModel(ckpt);
   const spec = graph.descriptor.decoder!(createConfigReader(ckpt.config));
-  const device = await module.backend.createRank({ rank: data.rank, world: data.world, collective: data.collective, options: data.backendOptions });
+  device = await backend.createRank({ rank: data.rank, world: data.world, communicator: data.communicator, options: data.backendOptions });
   let lastReport = 0;
   const shard = loadShard(ckpt, graph, data.plan, device, (p) => {
     const now = Date.now();
@@ -56,8 +64,7 @@ async function start(): Promise<DecoderEngine> {
   ckpt.close();
   sampleRss();
   post({ type: 'ready', rank: data.rank, bytesRead: shard.bytesRead, loadMs: Date.now() - started });
-  rankDevice = device;
-  return new DecoderEngine(device, graph, data.plan, shard, spec);
+  return new DecoderEngine(device, graph, data.plan, shard, spec, data.kvDtype);
 }
 
 let forwards = 0;
@@ -71,11 +78,19 @@ let queue: Promise<unknown> = start().then(
 
 port.on('message', (message: ToWorker) => {
   queue = queue.then(async (engine) => {
+    if (message.type === 'dispose') {
+      // Reaches the device even when loading failed; then the thread ends by itself.
+      await device?.dispose();
+      device = undefined;
+      post({ type: 'done', id: message.id, rank: data.rank });
+      port.close();
+      return undefined;
+    }
     if (!(engine instanceof DecoderEngine)) return engine;
     try {
       switch (message.type) {
         case 'reset':
-          engine.reset(message.batch, message.capacity);
+          engine.reset(message.batch);
           post({ type: 'done', id: message.id, rank: data.rank });
           break;
         case 'forward': {
@@ -83,13 +98,14 @@ port.on('message', (message: ToWorker) => {
             throw new Error(`injected fault in rank ${data.rank} (test hook)`);
           }
           forwards++;
-          const logits = await engine.forward(message.step);
+          const result = await engine.forward(message.step);
           sampleRss();
-          post({ type: 'done', id: message.id, rank: data.rank, ...(logits ? { logits } : {}) }, logits ? [logits.buffer as ArrayBuffer] : []);
+          const transfer = result ? [result.logits, result.ids, result.topk?.values, result.topk?.indices].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : [])) : [];
+          post({ type: 'done', id: message.id, rank: data.rank, ...(result ? { result } : {}) }, transfer);
           break;
         }
         case 'stats': {
-          const stats: WorkerStats = { rssBytes: sampleRss(), peakRssBytes: peakRss, deviceBytes: rankDevice?.memoryBytes() ?? 0 };
+          const stats: WorkerStats = { rssBytes: sampleRss(), peakRssBytes: peakRss, deviceBytes: device?.memoryBytes() ?? 0, cachedSlots: engine.cachedSlots };
           post({ type: 'done', id: message.id, rank: data.rank, stats });
           break;
         }
