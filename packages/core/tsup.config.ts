@@ -2,9 +2,16 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig({
   // The rank worker is its own entry: the coordinator starts it with new Worker(dist/worker.js).
-  entry: { index: 'src/index.ts', worker: 'src/runtime/worker.ts' },
+  // @tp/core/testing (the backend conformance suite) is built to dist/testing/, next to the worker
+  // script its collective cases start (dist/testing/collective-worker.js).
+  entry: {
+    index: 'src/index.ts',
+    worker: 'src/runtime/worker.ts',
+    'testing/index': 'src/testing/index.ts',
+    'testing/collective-worker': 'src/testing/collective-worker.ts',
+  },
   format: ['esm'],
-  dts: { entry: { index: 'src/index.ts' } },
+  dts: { entry: { index: 'src/index.ts', 'testing/index': 'src/testing/index.ts' } },
   sourcemap: true,
   clean: true,
   target: 'node20',

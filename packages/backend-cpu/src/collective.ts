@@ -22,7 +22,7 @@ export class CpuCollective implements Collective {
 
   async allGather(t: DeviceTensor): Promise<DeviceTensor> {
     const x = t as CpuTensor;
-    const rows = x.rows;
+    const rows = x.length / x.cols;
     // Gather rows in chunks that fit a slot; widths may differ between ranks.
     const chunkRows = Math.max(1, Math.floor(this.slotFloats / Math.max(1, x.cols)));
     let out: CpuTensor | undefined;
@@ -33,7 +33,8 @@ export class CpuCollective implements Collective {
       if (out === undefined) {
         widths = parts.map((p) => p.length / (r1 - r0));
         const total = widths.reduce((a, b) => a + b, 0);
-        out = new CpuTensor(this.heap, this.heap.alloc(rows * total * 4), [rows, total]);
+        // Concatenated along the last dimension: a 1-D tensor stays 1-D.
+        out = new CpuTensor(this.heap, this.heap.alloc(rows * total * 4), x.shape.length === 1 ? [total] : [...x.shape.slice(0, -1), total]);
       }
       const y = out.data();
       const total = out.cols;

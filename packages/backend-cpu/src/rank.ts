@@ -109,6 +109,16 @@ export class CpuRank implements Rank {
     return out;
   }
 
+  /** The elements as f32: a view of an f32 tensor, a widened copy of a half one (small vectors). */
+  private widened(t: DeviceTensor): Float32Array {
+    const x = t as CpuTensor;
+    if (x.dtype === 'f32') return x.data();
+    if (x.dtype === 'i32') fail('widen', 'an i32 tensor is not a float vector');
+    const out = new Float32Array(x.length);
+    widenRow(x.halves(), 0, out, 0, x.length, x.dtype as 'f16' | 'bf16');
+    return out;
+  }
+
   free(t: DeviceTensor): void {
     const x = t as CpuTensor;
     this.heap.release(x.offset, x.byteLength);
@@ -174,7 +184,7 @@ export class CpuRank implements Rank {
     if (a.length % width !== 0) fail('norm', `${a.length} elements do not split into groups of ${width}`);
     if (weight !== undefined && (weight as CpuTensor).length !== width) fail('norm', `weight has ${(weight as CpuTensor).length} elements, the groups ${width}`);
     const y = this.tensor(a.shape);
-    js.norm(a.data(), y.data(), a.length / width, width, spec, (weight as CpuTensor | undefined)?.data(), (bias as CpuTensor | undefined)?.data());
+    js.norm(a.data(), y.data(), a.length / width, width, spec, weight && this.widened(weight), bias && this.widened(bias));
     return y;
   }
 

@@ -15,9 +15,11 @@ import type { HostCollectiveInit } from './types.js';
 const ABORT = 0; // 0, or 1 + the rank that failed
 const COUNT = 1; // arrivals at the current barrier
 const GENERATION = 2; // barriers completed
-const LENGTHS = 8; // per rank: floats written this operation (all-gather)
-const ARRIVALS = 8 + 256; // per rank: barriers this rank has reached
-const CONTROL_INTS = 8 + 512;
+// Per region and rank: floats written by the last all-gather in that region. Double-buffered like the
+// data, so a rank that starts the next all-gather cannot overwrite a length a slower rank still reads.
+const LENGTHS = 8;
+const ARRIVALS = 8 + 2 * 256; // per rank: barriers this rank has reached
+const CONTROL_INTS = 8 + 3 * 256;
 export const MAX_HOST_RANKS = 256;
 
 export class RankFailedError extends TpError {
@@ -88,11 +90,12 @@ export class HostCollective {
   /** Every rank's `values` (widths may differ), concatenated in rank order. */
   allGather(values: Float32Array): Float32Array[] {
     if (values.length > this.slot) throw new RangeError(`all-gather of ${values.length} floats exceeds the ${this.slot}-float slot`);
+    const lengths = LENGTHS + (this.operations % 2) * MAX_HOST_RANKS;
     const region = this.region();
     region.set(values, this.rank * this.slot);
-    Atomics.store(this.control, LENGTHS + this.rank, values.length);
+    Atomics.store(this.control, lengths + this.rank, values.length);
     this.barrier('all-gather');
-    return Array.from({ length: this.world }, (_, r) => region.slice(r * this.slot, r * this.slot + Atomics.load(this.control, LENGTHS + r)));
+    return Array.from({ length: this.world }, (_, r) => region.slice(r * this.slot, r * this.slot + Atomics.load(this.control, lengths + r)));
   }
 
   broadcast(values: Float32Array, root: number): void {
