@@ -1,5 +1,5 @@
 import type { DeviceDtype, DeviceTensor } from '@tp/core';
-import { DEVICE_DTYPE_BYTES } from '@tp/core';
+import { DEVICE_DTYPE_BYTES, TpError } from '@tp/core';
 import type { Heap } from './heap.js';
 
 /** A tensor in a rank's heap, row-major: f32 activations, f32/f16/bf16 weights, i32 ids and masks. */
@@ -21,19 +21,19 @@ export class CpuTensor implements DeviceTensor {
 
   /** The f32 elements. Take views after allocating outputs: growing the heap invalidates them. */
   data(): Float32Array {
-    if (this.dtype !== 'f32') throw new TypeError(`a ${this.dtype} tensor has no f32 view`);
+    if (this.dtype !== 'f32') throw new TpError('kernel-invalid', `a ${this.dtype} tensor has no f32 view`);
     return this.heap.floats(this.offset, this.length);
   }
 
   /** The i32 elements (ids, positions, masks). */
   ints(): Int32Array {
-    if (this.dtype !== 'i32') throw new TypeError(`a ${this.dtype} tensor has no i32 view`);
+    if (this.dtype !== 'i32') throw new TpError('kernel-invalid', `a ${this.dtype} tensor has no i32 view`);
     return this.heap.ints(this.offset, this.length);
   }
 
   /** The 16-bit elements of an f16 or bf16 tensor. */
   halves(): Uint16Array {
-    if (this.dtype !== 'f16' && this.dtype !== 'bf16') throw new TypeError(`a ${this.dtype} tensor has no 16-bit view`);
+    if (this.dtype !== 'f16' && this.dtype !== 'bf16') throw new TpError('kernel-invalid', `a ${this.dtype} tensor has no 16-bit view`);
     return this.heap.halves(this.offset, this.length);
   }
 

@@ -35,7 +35,7 @@ export class RankFailedError extends TpError {
 }
 
 export function createHostCollectiveInit(world: number, slotFloats: number, timeoutMs: number): HostCollectiveInit {
-  if (world > MAX_HOST_RANKS) throw new RangeError(`at most ${MAX_HOST_RANKS} ranks share a host`);
+  if (world > MAX_HOST_RANKS) throw new TpError('tp-invalid', `at most ${MAX_HOST_RANKS} ranks share a host, not ${world}`);
   return {
     kind: 'host',
     world,
@@ -89,7 +89,7 @@ export class HostCollective {
 
   /** Every rank's `values` (widths may differ), concatenated in rank order. */
   allGather(values: Float32Array): Float32Array[] {
-    if (values.length > this.slot) throw new RangeError(`all-gather of ${values.length} floats exceeds the ${this.slot}-float slot`);
+    if (values.length > this.slot) throw new TpError('internal', `all-gather of ${values.length} floats exceeds the ${this.slot}-float slot`);
     const lengths = LENGTHS + (this.operations % 2) * MAX_HOST_RANKS;
     const region = this.region();
     region.set(values, this.rank * this.slot);

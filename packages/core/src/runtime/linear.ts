@@ -9,6 +9,7 @@
  * A replicated weight is an ordinary local matmul.
  */
 import type { DeviceTensor, Rank } from '../backend/index.js';
+import { TpError } from '../errors/index.js';
 import type { TensorPlan } from '../plan/index.js';
 
 export interface LinearWeight {
@@ -39,7 +40,7 @@ export async function linear(rank: Rank, x: DeviceTensor, w: LinearWeight): Prom
     }
     default: {
       const never: never = w.plan.split;
-      throw new Error(`unknown split ${String(never)}`);
+      throw new TpError('internal', `unknown split ${String(never)}`);
     }
   }
 }

@@ -79,7 +79,7 @@ function workerUrl(): URL {
   if (existsSync(fileURLToPath(here))) return here;
   // Running from TypeScript sources (tests): use the built worker.
   const built = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist', WORKER_FILE);
-  if (!existsSync(built)) throw new Error(`the rank worker is not built (${built}); run pnpm build`);
+  if (!existsSync(built)) throw new TpError('internal', `the rank worker is not built (${built}); run pnpm build`);
   return pathToFileURL(built);
 }
 

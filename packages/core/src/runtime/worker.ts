@@ -95,7 +95,7 @@ port.on('message', (message: ToWorker) => {
           break;
         case 'forward': {
           if (data.fault && data.fault.rank === data.rank && forwards >= data.fault.afterForwards) {
-            throw new Error(`injected fault in rank ${data.rank} (test hook)`);
+            throw new Error(`injected fault in rank ${data.rank} (test hook)`) // deliberately not a TpError: an unexpected failure;
           }
           forwards++;
           const result = await engine.forward(message.step);
