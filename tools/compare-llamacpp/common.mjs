@@ -6,10 +6,30 @@ import { fileURLToPath } from 'node:url';
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const toolDir = path.join(root, 'tools', 'compare-llamacpp');
 export const PRESET = 'bench-llama-134m';
-export const modelDir = path.join(root, '.cache', 'models', PRESET);
 export const cacheDir = path.join(root, '.cache', 'llamacpp');
 export const npmDir = path.join(cacheDir, 'npm');
-export const ggufFile = path.join(cacheDir, 'models', `${PRESET}-f32.gguf`);
+
+/**
+ * The weight types the benchmark model is written in. f32 is the preset as it is (the folder
+ * `pnpm bench:cpu` uses); bf16 and f16 are the same random values rounded to nearest even by
+ * tools/tiny-models, each in its own folder, so the three are one model.
+ */
+export const DTYPES = Object.freeze(['f32', 'bf16', 'f16']);
+/** The checkpoint folder of a variant: .cache/models/bench-llama-134m[-bf16|-f16]. */
+export const modelDirFor = (dtype = 'f32') => path.join(root, '.cache', 'models', dtype === 'f32' ? PRESET : `${PRESET}-${dtype}`);
+/** The GGUF of a variant (2-D weights in `dtype`, norms in F32): .cache/llamacpp/models/bench-llama-134m-<dtype>.gguf. */
+export const ggufFileFor = (dtype = 'f32') => path.join(cacheDir, 'models', `${PRESET}-${dtype}.gguf`);
+export const modelDir = modelDirFor('f32');
+export const ggufFile = ggufFileFor('f32');
+
+/** Parse a --dtype value: one of DTYPES, or `all` (every one, in DTYPES order). */
+export function parseDtypes(text, fallback = 'f32') {
+  const value = (text ?? fallback).toLowerCase();
+  if (value === 'all') return [...DTYPES];
+  const list = value.split(',');
+  for (const d of list) if (!DTYPES.includes(d)) throw new Error(`--dtype must be ${DTYPES.join(', ')} or all, got ${text}`);
+  return [...new Set(list)];
+}
 export const tpBin = path.join(root, 'packages', 'cli', 'dist', 'bin.js');
 export const coreDist = path.join(root, 'packages', 'core', 'dist', 'index.js');
 export const cliDist = path.join(root, 'packages', 'cli', 'dist', 'index.js');

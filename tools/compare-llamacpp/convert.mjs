@@ -1,9 +1,15 @@
 #!/usr/bin/env node
 /**
  * Convert a Hugging Face llama checkpoint (safetensors + config.json + a byte-level BPE tokenizer.json)
- * to an F32 GGUF that llama.cpp loads as architecture `llama`.
+ * to a GGUF that llama.cpp loads as architecture `llama`, with F32, F16 or BF16 weights.
  *
- *   node tools/compare-llamacpp/convert.mjs <model-dir> <out.gguf>
+ *   node tools/compare-llamacpp/convert.mjs <model-dir> <out.gguf> [--outtype f32|f16|bf16]
+ *
+ * Weight types, as llama.cpp's converter does them: 1-D tensors (the norm weights) are always F32; the
+ * 2-D weights take --outtype, by default the type they are stored in (F32, F16 or BF16 safetensors).
+ * A 2-D weight already in the requested type is copied bit for bit; any other is widened to f32 (exact)
+ * and rounded to the requested type, to nearest even (tools/tiny-models' converters, the rounding it
+ * writes bf16/f16 checkpoints with). general.file_type says ALL_F32, MOSTLY_F16 or MOSTLY_BF16.
  *
  * What llama.cpp's own converter (convert_hf_to_gguf.py, class LlamaModel) does and this file repeats:
  * - tensor names: model.embed_tokens → token_embd, layers.N.self_attn.{q,k,v,o}_proj → blk.N.attn_{q,k,v,output},
@@ -18,22 +24,42 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GGML, meta, VALUE, writeGguf } from './gguf.mjs';
+import { parseArgs } from 'node:util';
+import { FILE_TYPE, GGML, GGML_NAMES, meta, VALUE, writeGguf } from './gguf.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const core = await import(path.join(root, 'packages/core/dist/index.js'));
 
+/** --outtype → the GGML type of the 2-D weights, the file type, and the safetensors dtype it matches. */
+export const OUTTYPES = Object.freeze({
+  f32: { ggml: GGML.F32, fileType: FILE_TYPE.ALL_F32, safetensors: 'F32' },
+  f16: { ggml: GGML.F16, fileType: FILE_TYPE.MOSTLY_F16, safetensors: 'F16' },
+  bf16: { ggml: GGML.BF16, fileType: FILE_TYPE.MOSTLY_BF16, safetensors: 'BF16' },
+});
+const outtypeOf = (safetensorsDtype) => Object.keys(OUTTYPES).find((k) => OUTTYPES[k].safetensors === safetensorsDtype);
+
+let tinyModels;
+/** f32 → f16 / bf16 bits, round to nearest even (whole arrays; tools/tiny-models' converters). */
+async function halfConverters() {
+  tinyModels ??= await import(path.join(root, 'tools/tiny-models/dist/index.js'));
+  return { f16: tinyModels.f32ArrayToF16, bf16: tinyModels.f32ArrayToBf16 };
+}
+
 /** Token types of tokenizer.ggml.token_type. */
 const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 };
 
-/** Rows of a [heads × headDim, in] projection reordered from rotate-half pairs to adjacent pairs. */
+/**
+ * Rows of a [heads × headDim, in] projection reordered from rotate-half pairs to adjacent pairs. `data`
+ * is any typed array of one element per entry (Float32Array for F32, Uint16Array for the bits of F16 or
+ * BF16): rows move whole, so the element type does not matter; the result has the same type.
+ */
 export function permuteRotaryRows(data, heads, inFeatures) {
   const rows = data.length / inFeatures;
   if (!Number.isInteger(rows) || rows % heads !== 0) throw new Error(`permute: ${rows} rows do not split into ${heads} heads`);
   const headDim = rows / heads;
   if (headDim % 2 !== 0) throw new Error(`permute: head dim ${headDim} is odd`);
   const half = headDim / 2;
-  const out = new Float32Array(data.length);
+  const out = new data.constructor(data.length);
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < half; i++) {
       for (let j = 0; j < 2; j++) {
@@ -94,10 +120,12 @@ function tokenizerMetadata(dir, config, vocabSize) {
 }
 
 /**
- * Convert `dir` to `out`. Returns a summary (tensor count, bytes, seconds). `permuteQk: false` skips the
+ * Convert `dir` to `out`. `outtype`: f32, f16 or bf16 for the 2-D weights (default: as stored). Returns a
+ * summary (tensor count, bytes, seconds, outtype, per-type tensor counts). `permuteQk: false` skips the
  * q/k permutation: a deliberately wrong file, to see that verify.mjs catches it.
  */
-export async function convertLlamaToGguf(dir, out, { log = () => {}, permuteQk = true } = {}) {
+export async function convertLlamaToGguf(dir, out, { log = () => {}, permuteQk = true, outtype } = {}) {
+  if (outtype !== undefined && !OUTTYPES[outtype]) throw new Error(`convert: --outtype must be ${Object.keys(OUTTYPES).join(', ')}, got ${outtype}`);
   const started = performance.now();
   const ckpt = await core.openCheckpoint(dir);
   try {
@@ -112,23 +140,6 @@ export async function convertLlamaToGguf(dir, out, { log = () => {}, permuteQk =
     const layers = c.num_hidden_layers;
     const vocab = c.vocab_size;
     if (headDim * heads !== hidden) throw new Error(`convert: head_dim ${headDim} × ${heads} heads ≠ hidden ${hidden}; llama.cpp would need attention.key_length`);
-
-    const metadata = [
-      meta.str('general.architecture', 'llama'),
-      meta.str('general.name', path.basename(path.resolve(dir))),
-      meta.u32('general.file_type', 0), // ALL_F32
-      meta.u32('llama.vocab_size', vocab),
-      meta.u32('llama.context_length', c.max_position_embeddings),
-      meta.u32('llama.embedding_length', hidden),
-      meta.u32('llama.block_count', layers),
-      meta.u32('llama.feed_forward_length', c.intermediate_size),
-      meta.u32('llama.attention.head_count', heads),
-      meta.u32('llama.attention.head_count_kv', kvHeads),
-      meta.f32('llama.rope.freq_base', c.rope_theta ?? 10000),
-      meta.u32('llama.rope.dimension_count', headDim),
-      meta.f32('llama.attention.layer_norm_rms_epsilon', c.rms_norm_eps),
-      ...tokenizerMetadata(dir, c, vocab),
-    ];
 
     // [gguf name, hf name, permute heads or 0]
     const plan = [['token_embd.weight', 'model.embed_tokens.weight', 0]];
@@ -155,33 +166,91 @@ export async function convertLlamaToGguf(dir, out, { log = () => {}, permuteQk =
     const unused = [...ckpt.tensors.keys()].filter((n) => !used.has(n) && !n.endsWith('rotary_emb.inv_freq'));
     if (unused.length > 0) throw new Error(`convert: tensors this converter does not map: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ', ...' : ''}`);
 
-    const tensors = plan.map(([name, hf, permuteHeads]) => {
-      const info = ckpt.tensor(hf);
+    // The type of the 2-D weights: --outtype, or the one they are stored in.
+    const infos = plan.map(([, hf]) => ckpt.tensor(hf));
+    for (const info of infos) {
+      if (info.shape.length > 2) throw new Error(`convert: ${info.name} has ${info.shape.length} dimensions; a llama has none above 2`);
+      if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new Error(`convert: ${info.name} is ${info.dtype}; this converter reads F32, F16 and BF16`);
+    }
+    const stored = [...new Set(infos.filter((i) => i.shape.length === 2).map((i) => i.dtype))];
+    if (outtype === undefined) {
+      if (stored.length !== 1) throw new Error(`convert: the 2-D weights are stored as ${stored.join(' and ')}; pass --outtype f32, f16 or bf16`);
+      outtype = outtypeOf(stored[0]);
+    }
+    const target = OUTTYPES[outtype];
+    const round = target.ggml === GGML.F32 ? undefined : (await halfConverters())[outtype];
+
+    const metadata = [
+      meta.str('general.architecture', 'llama'),
+      meta.str('general.name', path.basename(path.resolve(dir))),
+      meta.u32('general.file_type', target.fileType),
+      meta.u32('llama.vocab_size', vocab),
+      meta.u32('llama.context_length', c.max_position_embeddings),
+      meta.u32('llama.embedding_length', hidden),
+      meta.u32('llama.block_count', layers),
+      meta.u32('llama.feed_forward_length', c.intermediate_size),
+      meta.u32('llama.attention.head_count', heads),
+      meta.u32('llama.attention.head_count_kv', kvHeads),
+      meta.f32('llama.rope.freq_base', c.rope_theta ?? 10000),
+      meta.u32('llama.rope.dimension_count', headDim),
+      meta.f32('llama.attention.layer_norm_rms_epsilon', c.rms_norm_eps),
+      ...tokenizerMetadata(dir, c, vocab),
+    ];
+
+    const counts = {};
+    const tensors = plan.map(([name, hf, permuteHeads], k) => {
+      const info = infos[k];
+      // 1-D tensors (norm weights) stay F32, as llama.cpp's converter keeps them.
+      const type = info.shape.length <= 1 ? GGML.F32 : target.ggml;
+      counts[GGML_NAMES[type]] = (counts[GGML_NAMES[type]] ?? 0) + 1;
+      const permute = (values) => (permuteHeads > 0 && permuteQk ? permuteRotaryRows(values, permuteHeads, info.shape[1]) : values);
       return {
         name,
         dims: [...info.shape].reverse(),
-        type: GGML.F32,
+        type,
         data: () => {
-          const { data, shape } = core.readSlice(ckpt, info);
-          const f32 = permuteHeads > 0 && permuteQk ? permuteRotaryRows(data, permuteHeads, shape[1]) : data;
-          return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+          let values;
+          if (GGML_NAMES[type] === info.dtype) {
+            // Stored in the requested type: the bits as they are (F32 as floats, F16/BF16 as 16-bit words).
+            const { bytes } = core.readSliceBytes(ckpt, info);
+            values = type === GGML.F32 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+          } else {
+            const { data } = core.readSlice(ckpt, info); // widened to f32, exactly
+            values = type === GGML.F32 ? data : round(data);
+          }
+          const result = permute(values);
+          return new Uint8Array(result.buffer, result.byteOffset, result.byteLength);
         },
       };
     });
-    log(`writing ${tensors.length} tensors and ${metadata.length} metadata entries to ${out}`);
+    log(`writing ${tensors.length} tensors (${Object.entries(counts).map(([t, n]) => `${n} ${t}`).join(', ')}) and ${metadata.length} metadata entries to ${out}`);
     const written = writeGguf(out, { metadata, tensors });
-    return { ...written, seconds: (performance.now() - started) / 1000, tied };
+    return { ...written, seconds: (performance.now() - started) / 1000, tied, outtype, stored: stored.join('+'), types: counts };
   } finally {
     ckpt.close();
   }
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const [dir, out] = process.argv.slice(2);
-  if (!dir || !out) {
-    console.error('usage: node tools/compare-llamacpp/convert.mjs <model-dir> <out.gguf>');
+  const usage = 'usage: node tools/compare-llamacpp/convert.mjs <model-dir> <out.gguf> [--outtype f32|f16|bf16]  (default: the type the 2-D weights are stored in; norms stay F32)';
+  let parsed;
+  try {
+    parsed = parseArgs({ allowPositionals: true, options: { outtype: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (error) {
+    console.error(`convert: ${error.message.split('\n')[0]}\n${usage}`);
     process.exit(2);
   }
-  const r = await convertLlamaToGguf(dir, out, { log: (t) => console.error(`convert: ${t}`) });
-  console.error(`convert: wrote ${out}: ${(r.bytes / 1e6).toFixed(1)} MB, ${r.tensors} tensors, ${r.metadata} metadata entries in ${r.seconds.toFixed(1)} s`);
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const [dir, out] = positionals;
+  const outtype = values.outtype?.toLowerCase();
+  if (!dir || !out || positionals.length > 2 || (outtype !== undefined && !OUTTYPES[outtype])) {
+    console.error(usage);
+    process.exit(2);
+  }
+  const r = await convertLlamaToGguf(dir, out, { outtype, log: (t) => console.error(`convert: ${t}`) });
+  console.error(`convert: wrote ${out}: ${(r.bytes / 1e6).toFixed(1)} MB, ${r.tensors} tensors (2-D weights ${r.outtype.toUpperCase()} from ${r.stored}), ${r.metadata} metadata entries in ${r.seconds.toFixed(1)} s`);
 }

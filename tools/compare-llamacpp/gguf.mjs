@@ -17,10 +17,19 @@ import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync
 
 /** Metadata value types (gguf_metadata_value_type). */
 export const VALUE = Object.freeze({ UINT8: 0, INT8: 1, UINT16: 2, INT16: 3, UINT32: 4, INT32: 5, FLOAT32: 6, BOOL: 7, STRING: 8, ARRAY: 9, UINT64: 10, INT64: 11, FLOAT64: 12 });
-/** The tensor types this writer handles (ggml_type); the others are block-quantized. */
-export const GGML = Object.freeze({ F32: 0, F16: 1 });
-const GGML_ELEMENT_BYTES = { [GGML.F32]: 4, [GGML.F16]: 2 };
-const GGML_NAMES = { [GGML.F32]: 'F32', [GGML.F16]: 'F16' };
+/**
+ * The tensor types this writer handles (enum ggml_type in ggml/include/ggml.h: GGML_TYPE_F32 = 0,
+ * GGML_TYPE_F16 = 1, GGML_TYPE_BF16 = 30); the others are block-quantized. F16 is IEEE binary16, BF16
+ * the top 16 bits of an IEEE binary32; both little-endian, one element after the other like F32.
+ */
+export const GGML = Object.freeze({ F32: 0, F16: 1, BF16: 30 });
+export const GGML_ELEMENT_BYTES = Object.freeze({ [GGML.F32]: 4, [GGML.F16]: 2, [GGML.BF16]: 2 });
+export const GGML_NAMES = Object.freeze({ [GGML.F32]: 'F32', [GGML.F16]: 'F16', [GGML.BF16]: 'BF16' });
+/**
+ * general.file_type (enum llama_ftype in llama.cpp's include/llama.h): the type of most tensors.
+ * MOSTLY_F16 and MOSTLY_BF16 are "except 1d tensors", which stay F32.
+ */
+export const FILE_TYPE = Object.freeze({ ALL_F32: 0, MOSTLY_F16: 1, MOSTLY_BF16: 32 });
 
 export const GGUF_VERSION = 3;
 export const DEFAULT_ALIGNMENT = 32;
@@ -260,4 +269,25 @@ export function readGgufHeader(file, { arrayLimit = 16, fullArrays = [] } = {}) 
   } finally {
     closeSync(fd);
   }
+}
+
+/** The little-endian bytes of one tensor of a GGUF file, from the header readGgufHeader returned. */
+export function readGgufTensorBytes(file, header, name) {
+  const t = header.tensors.find((x) => x.name === name);
+  if (!t) throw new Error(`gguf: ${file} has no tensor ${name}`);
+  const elementBytes = GGML_ELEMENT_BYTES[t.type];
+  if (elementBytes === undefined) throw new Error(`gguf: tensor ${name} is ${t.typeName}, not F32, F16 or BF16`);
+  const bytes = Buffer.alloc(t.dims.reduce((a, b) => a * b, 1) * elementBytes);
+  const fd = openSync(file, 'r');
+  try {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = readSync(fd, bytes, done, bytes.length - done, header.dataStart + t.offset + done);
+      if (n === 0) throw new Error(`gguf: ${file} ends inside tensor ${name}`);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
 }

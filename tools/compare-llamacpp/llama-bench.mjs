@@ -1,8 +1,8 @@
 /**
- * Optional second llama.cpp reference: llama.cpp's own `llama-bench`, built offline from the llama.cpp
+ * The llama.cpp reference of run.mjs: llama.cpp's own `llama-bench`, built offline from the llama.cpp
  * sources node-llama-cpp ships (node_modules/node-llama-cpp/llama/gitRelease.bundle, the same release
  * as its prebuilt binary), into .cache/llamacpp/src. Needs git, cmake and a C++ compiler; downloads
- * nothing. Used by `run.mjs --llama-bench`.
+ * nothing. It reads F32, F16 and BF16 GGUFs alike (the weight type is in the file).
  *
  * Why: node-llama-cpp does not attach a persistent ggml threadpool to its contexts, so with 2+ threads
  * every decode step starts and joins its worker threads; llama-bench (like llama-cli) keeps a pool.
@@ -91,7 +91,14 @@ export function runLlamaBench(gguf, threads, promptTokens, newTokens, runs) {
     prefill_ms_runs: prefillRuns.map((v) => round(v, 2)),
     decode_ms_per_token_runs: decodeRuns.map((v) => round(v, 3)),
     build_commit: tg.build_commit,
-    flash_attn: tg.flash_attn,
+    build_number: tg.build_number,
+    cpu_info: tg.cpu_info,
+    backends: tg.backends,
+    model_type: tg.model_type,
+    model_size: tg.model_size,
+    model_n_params: tg.model_n_params,
+    // llama-bench prints -1 for "auto" (its default), 0 off, 1 on.
+    flash_attn: tg.flash_attn === -1 ? 'auto' : tg.flash_attn === 0 || tg.flash_attn === false ? 'off' : tg.flash_attn === 1 || tg.flash_attn === true ? 'on' : tg.flash_attn,
     type_k: tg.type_k,
     type_v: tg.type_v,
     poll: tg.poll,

@@ -1,20 +1,26 @@
 #!/usr/bin/env node
 /**
- * pnpm bench:llamacpp — tp against llama.cpp on this machine, in one run, as ratios.
+ * pnpm bench:llamacpp — tp against llama.cpp's llama-bench on this machine, in one run, as ratios.
  *
- *   node tools/compare-llamacpp/run.mjs [--cores 1,2] [--rounds 2] [--runs 3] [--prompt 16] [--new 64] [--llama-bench] [--skip-verify] [--no-write]
+ *   node tools/compare-llamacpp/run.mjs [--dtype f32|bf16|f16|all] [--cores 1,2] [--rounds 5] [--runs 3]
+ *                                       [--prompt 16] [--new 64] [--node-llama-cpp] [--skip-verify] [--no-write]
  *
- * 1. prepares, once, under .cache: the synthetic 134M llama (as `pnpm bench:cpu` writes it), node-llama-cpp
- *    with its prebuilt CPU binary (npm, --ignore-scripts) and the model converted to an F32 GGUF;
- * 2. checks the conversion: both engines, the same ids, greedy tokens and logits (verify.mjs);
- * 3. measures, back to back, each in its own process, for every core count c: llama.cpp with c threads
- *    through node-llama-cpp (A), then `tp bench --tp c` (B), then with --llama-bench llama.cpp's own
- *    llama-bench built offline from the sources node-llama-cpp ships (C, see llama-bench.mjs); the whole
- *    sequence twice (A B A B ...) so drift on a shared machine shows as a difference between rounds. Each measurement: one warm-up generation, then --runs timed
- *    greedy generations of --new tokens from the same --prompt random ids; decode ms/token after the
- *    first token, median of the runs;
- * 4. prints the table and writes it, with the machine, the versions and the exact commands, to
- *    bench/results/cpu-vs-llamacpp-<date>.md and the measurements to .jsonl.
+ * 1. prepares, once, under .cache: the synthetic 134M llama in each weight type asked for (f32: the folder
+ *    `pnpm bench:cpu` uses; bf16/f16: the same random values rounded, in -bf16/-f16 folders), each converted
+ *    to a GGUF of the same type (2-D weights in it, norms F32), node-llama-cpp with its prebuilt CPU binary
+ *    (npm, --ignore-scripts) and llama.cpp's llama-bench, built offline from the sources node-llama-cpp ships;
+ * 2. checks each conversion: both engines, the same ids, greedy tokens and logits (verify.mjs);
+ * 3. measures in --rounds interleaved rounds (at least 5 for a result: A B A B ...), each measurement in its
+ *    own process: for every weight type and core count c, `tp bench --tp c` (c ranks, one thread each),
+ *    then `llama-bench -t c` (then node-llama-cpp with c threads with --node-llama-cpp). Each: one warm-up,
+ *    --runs timed repetitions, median; decode ms/token (tp: after the first token; llama-bench: tg--new)
+ *    and prefill ms of a --prompt-token prompt (tp: time to the first token; llama-bench: pp--prompt);
+ * 4. judges each metric by the median over the rounds of the per-round ratio tp ÷ llama-bench, with its
+ *    spread (min–max of the per-round ratios), prints the tables and writes them, with the machine, the
+ *    versions and every command, to bench/results/cpu-vs-llamacpp-<dtype>-<date>.md and .jsonl.
+ *
+ * tp reads the variant folder; when `tp bench --help` lists a --dtype option, tp also gets `--dtype auto`
+ * (weights kept in the type they are stored in), otherwise tp runs with its default.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -22,165 +28,256 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cliDist, ggufFile, median, modelDir, NODE_LLAMA_CPP_VERSION, PRESET, rel, root, round, runNode, toolDir, tpBin } from './common.mjs';
-import { ensureLlamaBench, llamaBenchVersion, runLlamaBench } from './llama-bench.mjs';
+import { cliDist, ggufFileFor, median, modelDirFor, NODE_LLAMA_CPP_VERSION, parseDtypes, PRESET, rel, root, round, runNode, toolDir, tpBin } from './common.mjs';
+import { CMAKE_FLAGS, ensureLlamaBench, llamaBenchBin, llamaBenchVersion, runLlamaBench } from './llama-bench.mjs';
 import { ensureNodeLlamaCpp, llamaCppVersions } from './llamacpp.mjs';
 import { ensureGguf, ensureModel } from './prepare.mjs';
 import { verify, verifyTable } from './verify.mjs';
 
-const { values } = parseArgs({
-  options: {
-    cores: { type: 'string' },
-    rounds: { type: 'string' },
-    runs: { type: 'string' },
-    prompt: { type: 'string' },
-    new: { type: 'string' },
-    'llama-bench': { type: 'boolean' },
-    'skip-verify': { type: 'boolean' },
-    'no-write': { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  },
-});
+const USAGE = `usage: node tools/compare-llamacpp/run.mjs [options]      (pnpm bench:llamacpp [options] builds the workspace first)
+
+  --dtype T          f32 (default), bf16, f16 or all: the weight type of the checkpoint tp reads and of the GGUF
+                     llama.cpp reads (all: every type, interleaved in each round, one report per type)
+  --cores LIST       core counts c: tp --tp c (c ranks, one thread each) against llama-bench -t c (default 1,2)
+  --rounds N         interleaved rounds, tp then llama-bench in each (default 5; fewer is marked as not a result)
+  --runs N           timed repetitions per measurement, after one warm-up (default 3)
+  --prompt N         prompt tokens for prefill (default 16)
+  --new N            generated tokens for decode (default 64)
+  --node-llama-cpp   also time llama.cpp through node-llama-cpp's prebuilt binary, after llama-bench in each round
+  --llama-bench      accepted for older command lines; llama-bench is always measured now
+  --skip-verify      skip the correctness check of the GGUFs (verify.mjs)
+  --no-write         print only; write nothing to bench/results
+  -h, --help         this help`;
+
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      dtype: { type: 'string' },
+      cores: { type: 'string' },
+      rounds: { type: 'string' },
+      runs: { type: 'string' },
+      prompt: { type: 'string' },
+      new: { type: 'string' },
+      'node-llama-cpp': { type: 'boolean' },
+      'llama-bench': { type: 'boolean' },
+      'skip-verify': { type: 'boolean' },
+      'no-write': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (error) {
+  console.error(`bench:llamacpp: ${error.message.split('\n')[0]}\n${USAGE}`);
+  process.exit(2);
+}
 if (values.help) {
-  console.log('usage: node tools/compare-llamacpp/run.mjs [--cores 1,2] [--rounds 2] [--runs 3] [--prompt 16] [--new 64] [--llama-bench] [--skip-verify] [--no-write]');
+  console.log(USAGE);
   process.exit(0);
 }
+const usageError = (text) => {
+  console.error(`bench:llamacpp: ${text} (see --help)`);
+  process.exit(2);
+};
 const positiveInt = (text, name, fallback) => {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${text}`);
+  if (!Number.isInteger(n) || n < 1) usageError(`--${name} must be a positive integer, got ${text}`);
   return n;
 };
+let dtypes;
+try {
+  dtypes = parseDtypes(values.dtype);
+} catch (error) {
+  usageError(error.message);
+}
 const cores = values.cores === undefined ? [1, 2] : values.cores.split(',').map((c) => positiveInt(c, 'cores'));
-const rounds = positiveInt(values.rounds, 'rounds', 2);
+const MIN_ROUNDS = 5;
+const rounds = positiveInt(values.rounds, 'rounds', MIN_ROUNDS);
 const runs = positiveInt(values.runs, 'runs', 3);
 const promptTokens = positiveInt(values.prompt, 'prompt', 16);
 const newTokens = positiveInt(values.new, 'new', 64);
-if (newTokens < 2) throw new Error('--new must be at least 2');
+if (newTokens < 2) usageError('--new must be at least 2');
+const withNodeLlamaCpp = values['node-llama-cpp'] === true;
+const engines = withNodeLlamaCpp ? ['tp', 'llama-bench', 'llama.cpp'] : ['tp', 'llama-bench'];
+const refs = engines.filter((e) => e !== 'tp');
+const NAMES = { tp: 'tp', 'llama-bench': 'llama-bench', 'llama.cpp': 'node-llama-cpp' };
+const DTYPE_NAMES = { f32: 'F32', bf16: 'BF16', f16: 'F16' };
+
 const say = (text) => console.error(`bench:llamacpp: ${text}`);
+if (rounds < MIN_ROUNDS) say(`${rounds} round${rounds > 1 ? 's' : ''}: fewer than the ${MIN_ROUNDS} the protocol asks for; the report says so`);
 const started = performance.now();
 const { describeMachine, machineInfo } = await import(cliDist);
 
 // 1. Everything under .cache, once.
-await ensureModel({ log: say });
+const setup = [];
 const install = ensureNodeLlamaCpp({ log: say });
 if (!install.installed) say(`reusing node-llama-cpp ${NODE_LLAMA_CPP_VERSION} in ${rel(path.join(root, '.cache', 'llamacpp', 'npm'))}`);
-await ensureGguf({ log: say });
-const withLlamaBench = values['llama-bench'] === true;
-const llamaBenchBuild = withLlamaBench ? ensureLlamaBench({ log: say }) : [];
-const vocab = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')).vocab_size;
+else setup.push(install.command);
+const conversions = {};
+for (const dtype of dtypes) {
+  await ensureModel({ dtype, log: say });
+  const g = await ensureGguf({ dtype, log: say });
+  conversions[dtype] = g.command;
+}
+const llamaBenchBuild = ensureLlamaBench({ log: say });
+const vocab = JSON.parse(readFileSync(path.join(modelDirFor(dtypes[0]), 'config.json'), 'utf8')).vocab_size;
+
+// tp's own weight-type option, when this build of tp has one: keep the weights as stored.
+const tpHelp = execFileSync(process.execPath, [tpBin, 'bench', '--help'], { cwd: root, encoding: 'utf8' });
+const tpHasDtype = /(^|\s)--dtype\b/m.test(tpHelp);
+const tpDtypeArgs = tpHasDtype ? ['--dtype', 'auto'] : [];
+say(tpHasDtype ? '`tp bench --help` lists --dtype: tp gets --dtype auto (weights as stored)' : '`tp bench --help` lists no --dtype: tp reads each variant folder with its default');
 
 // 2. The conversion is right, or the benchmark means nothing.
-let verification;
+const verifications = {};
 if (!values['skip-verify']) {
-  say('checking the GGUF against tp: same ids, greedy tokens and logits (tools/compare-llamacpp/verify.mjs)');
-  verification = await verify({ log: (t) => say(`verify: ${t}`) });
-  console.error(`\n${verifyTable(verification)}\n`);
-  if (!verification.ok) {
-    say('verify FAILED: the engines disagree, so the timings would not compare the same model; stopping');
-    process.exit(1);
+  for (const dtype of dtypes) {
+    say(`${dtype}: checking the GGUF against tp: same ids, greedy tokens and logits (tools/compare-llamacpp/verify.mjs --dtype ${dtype})`);
+    const v = await verify({ dtype, log: (t) => say(`verify ${dtype}: ${t}`) });
+    verifications[dtype] = v;
+    console.error(`\n${dtype}: ${v.tolerance_note}\n${verifyTable(v)}\n`);
+    if (!v.ok) {
+      say(`verify ${dtype} FAILED: the engines disagree, so the timings would not compare the same model; stopping`);
+      process.exit(1);
+    }
   }
 }
 
-// 3. Back to back: for each round, for each core count, llama.cpp (A) then tp (B).
-const llamaArgs = (threads) => [path.join(toolDir, 'llamacpp-worker.mjs'), 'bench', JSON.stringify({ gguf: rel(ggufFile), threads, prompt: promptTokens, new: newTokens, runs, vocab })];
-const tpArgs = (tp) => [tpBin, 'bench', rel(modelDir), '--tp', String(tp), '--backend', 'cpu', '--prompt', String(promptTokens), '--new', String(newTokens), '--runs', String(runs), '--json'];
+// 3. Interleaved rounds: in each, for each weight type and core count, tp (A) then llama-bench (B).
 const shellQuote = (a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
 const commandLine = (args) => `node ${args.map((a) => shellQuote(path.isAbsolute(a) ? rel(a) : a)).join(' ')}`;
+const tpArgs = (dtype, tp) => [tpBin, 'bench', rel(modelDirFor(dtype)), '--tp', String(tp), '--backend', 'cpu', '--prompt', String(promptTokens), '--new', String(newTokens), '--runs', String(runs), ...tpDtypeArgs, '--json'];
+const llamaArgs = (dtype, threads) => [path.join(toolDir, 'llamacpp-worker.mjs'), 'bench', JSON.stringify({ gguf: rel(ggufFileFor(dtype)), threads, prompt: promptTokens, new: newTokens, runs, vocab })];
 
-const engines = withLlamaBench ? ['llama.cpp', 'tp', 'llama-bench'] : ['llama.cpp', 'tp'];
 const loadBefore = os.loadavg();
 const measurements = [];
+const total = rounds * dtypes.length * cores.length * engines.length;
 let order = 0;
 for (let r = 1; r <= rounds; r++) {
-  for (const c of cores) {
-    for (const engine of engines) {
-      order++;
-      const t0 = performance.now();
-      let result;
-      let command;
-      if (engine === 'llama-bench') {
-        say(`[${order}/${rounds * cores.length * engines.length}] round ${r}, ${c} core${c > 1 ? 's' : ''}, ${engine}`);
-        result = runLlamaBench(rel(ggufFile), c, promptTokens, newTokens, runs);
-        command = result.command;
-        say(`  llama-bench: threads ${c}: pp${promptTokens} ${result.prefill_ms_runs.join(', ')} ms; tg${newTokens} ${result.decode_ms_per_token_runs.join(', ')} ms/token`);
-      } else {
-        const args = engine === 'llama.cpp' ? llamaArgs(c) : tpArgs(c);
-        command = commandLine(args);
-        say(`[${order}/${rounds * cores.length * engines.length}] round ${r}, ${c} core${c > 1 ? 's' : ''}, ${engine}: ${command}`);
-        const stdout = await runNode(args, { prefix: '  ' });
-        const lines = stdout.split('\n').filter((l) => l.trim() !== '');
-        if (lines.length !== 1) throw new Error(`${engine} printed ${lines.length} JSON lines, expected 1`);
-        result = JSON.parse(lines[0]);
+  for (const dtype of dtypes) {
+    for (const c of cores) {
+      for (const engine of engines) {
+        order++;
+        const load1 = os.loadavg()[0];
+        const t0 = performance.now();
+        const head = `[${order}/${total}] round ${r}, ${dtype}, ${c} core${c > 1 ? 's' : ''}, ${NAMES[engine]}`;
+        let result;
+        let command;
+        if (engine === 'llama-bench') {
+          result = runLlamaBench(rel(ggufFileFor(dtype)), c, promptTokens, newTokens, runs);
+          command = result.command;
+          say(`${head}: ${command}`);
+          say(`  pp${promptTokens} ${result.prefill_ms_runs.join(', ')} ms; tg${newTokens} ${result.decode_ms_per_token_runs.join(', ')} ms/token`);
+        } else {
+          const args = engine === 'tp' ? tpArgs(dtype, c) : llamaArgs(dtype, c);
+          command = commandLine(args);
+          say(`${head}: ${command}`);
+          const stdout = await runNode(args, { prefix: '  ' });
+          // One JSON object per measurement (tp: per tp size and batch; here one of each).
+          const objects = stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l)).filter((o) => typeof o.decode_ms_per_token === 'number');
+          if (objects.length !== 1) throw new Error(`${engine} printed ${objects.length} measurements, expected 1`);
+          result = objects[0];
+        }
+        measurements.push({ kind: 'bench', dtype, engine, cores: c, round: r, order, load_average_1m: round(load1, 2), wall_s: round((performance.now() - t0) / 1000, 1), command, ...result });
       }
-      measurements.push({ kind: 'bench', engine, cores: c, round: r, order, wall_s: round((performance.now() - t0) / 1000, 1), command, ...result });
     }
   }
 }
 const loadAfter = os.loadavg();
 
-// 4. The tables: decode and prefill, one row per core count and round, then the pooled runs.
-const pick = (engine, c, r) => measurements.find((m) => m.engine === engine && m.cores === c && m.round === r);
-const pooled = (engine, c, key) => median(measurements.filter((m) => m.engine === engine && m.cores === c).flatMap((m) => m[`${key}_runs`]));
-const fmt = (v, digits = 2) => v.toFixed(digits);
-const NAMES = { 'llama.cpp': 'node-llama-cpp', tp: 'tp', 'llama-bench': 'llama-bench' };
-const refs = engines.filter((e) => e !== 'tp');
-const ratios = {};
-function renderTable(key, unit, digits) {
-  const header = ['cores', 'round', 'order'];
-  for (const e of engines) header.push(`${NAMES[e]} ${unit}`);
-  for (const e of refs) header.push(`tp ÷ ${NAMES[e]}`);
+// 4. Per weight type: per-round ratios, their median and spread, per core count and metric.
+const fmt = (v, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
+const pick = (dtype, engine, c, r) => measurements.find((m) => m.dtype === dtype && m.engine === engine && m.cores === c && m.round === r);
+const METRICS = [
+  { key: 'decode_ms_per_token', title: `decode ms/token (tp: after the first of ${newTokens} tokens; llama-bench: tg${newTokens})`, unit: 'ms/token', digits: 2 },
+  { key: 'prefill_ms', title: `prefill ms, ${promptTokens}-token prompt (tp: time to the first token; llama-bench: pp${promptTokens})`, unit: 'ms', digits: 1 },
+];
+
+function summarize(dtype) {
+  const out = [];
+  for (const metric of METRICS) {
+    for (const c of cores) {
+      const perRound = Array.from({ length: rounds }, (_, i) => Object.fromEntries(engines.map((e) => [e, pick(dtype, e, c, i + 1)[metric.key]])));
+      const row = { dtype, metric: metric.key, cores: c, rounds };
+      for (const e of engines) {
+        row[`${e}_ms_rounds`] = perRound.map((p) => p[e]);
+        row[`${e}_ms_median`] = round(median(perRound.map((p) => p[e])), 3);
+      }
+      for (const e of refs) {
+        const ratios = perRound.map((p) => p.tp / p[e]);
+        row[`tp_over_${e}_rounds`] = ratios.map((v) => round(v, 4));
+        row[`tp_over_${e}_median`] = round(median(ratios), 4);
+        row[`tp_over_${e}_min`] = round(Math.min(...ratios), 4);
+        row[`tp_over_${e}_max`] = round(Math.max(...ratios), 4);
+      }
+      out.push(row);
+    }
+  }
+  return out;
+}
+
+function renderTable(rows, headers, alignLeft = 1) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells) => cells.map((cell, i) => (i < alignLeft ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(headers), line(widths.map((w) => '─'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+/** The headline table of one weight type: per metric and core count, medians and the median ratio with its spread. */
+function summaryTable(summary) {
+  const blocks = [];
+  for (const metric of METRICS) {
+    const headers = ['cores'];
+    for (const e of engines) headers.push(`${NAMES[e]} ${metric.unit}`);
+    for (const e of refs) headers.push(`tp ÷ ${NAMES[e]}`, 'spread (min–max)');
+    headers.push('tp ÷ llama-bench per round');
+    const rows = summary
+      .filter((s) => s.metric === metric.key)
+      .map((s) => [
+        `${s.cores} (TP=${s.cores} · -t ${s.cores})`,
+        ...engines.map((e) => fmt(s[`${e}_ms_median`], metric.digits)),
+        ...refs.flatMap((e) => [fmt(s[`tp_over_${e}_median`], 3), `${fmt(s[`tp_over_${e}_min`], 3)}–${fmt(s[`tp_over_${e}_max`], 3)}`]),
+        s['tp_over_llama-bench_rounds'].map((v) => fmt(v, 3)).join(' '),
+      ]);
+    blocks.push(`${metric.title}\n${renderTable(rows, headers)}`);
+  }
+  return blocks.join('\n\n');
+}
+
+/** Every measurement of one weight type, in the order it ran. */
+function detailTable(dtype) {
+  const headers = ['round', 'cores', 'order', ...engines.flatMap((e) => [`${NAMES[e]} decode`, `${NAMES[e]} prefill`]), 'tp ÷ llama-bench decode', 'prefill', 'load 1m'];
   const rows = [];
   for (const c of cores) {
     for (let r = 1; r <= rounds; r++) {
-      const m = Object.fromEntries(engines.map((e) => [e, pick(e, c, r)]));
-      rows.push([String(c), String(r), engines.map((e) => m[e].order).join(','), ...engines.map((e) => fmt(m[e][key], digits)), ...refs.map((e) => fmt(m.tp[key] / m[e][key], 3))]);
+      const m = Object.fromEntries(engines.map((e) => [e, pick(dtype, e, c, r)]));
+      rows.push([
+        String(r),
+        String(c),
+        engines.map((e) => m[e].order).join(','),
+        ...engines.flatMap((e) => [fmt(m[e].decode_ms_per_token, 2), fmt(m[e].prefill_ms, 1)]),
+        fmt(m.tp.decode_ms_per_token / m['llama-bench'].decode_ms_per_token, 3),
+        fmt(m.tp.prefill_ms / m['llama-bench'].prefill_ms, 3),
+        fmt(m.tp.load_average_1m, 2),
+      ]);
     }
-    const p = Object.fromEntries(engines.map((e) => [e, pooled(e, c, key)]));
-    rows.push([String(c), 'all', `${rounds}×${runs} runs`, ...engines.map((e) => fmt(p[e], digits)), ...refs.map((e) => fmt(p.tp / p[e], 3))]);
-    ratios[c] ??= {};
-    for (const e of engines) ratios[c][`${e}_${key}`] = round(p[e], 3);
-    for (const e of refs) ratios[c][`tp_over_${e}_${key}`] = round(p.tp / p[e], 4);
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells) => cells.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ');
-  return [line(header), line(widths.map((w) => '─'.repeat(w))), ...rows.map(line)].join('\n');
+  return renderTable(rows, headers, 3);
 }
-const drift = cores
-  .map((c) => {
-    const parts = engines.map((engine) => {
-      const first = pick(engine, c, 1).decode_ms_per_token;
-      const last = pick(engine, c, rounds).decode_ms_per_token;
-      return `${NAMES[engine]} ${last >= first ? '+' : ''}${fmt(((last - first) / first) * 100, 1)}%`;
-    });
-    return `${c} core${c > 1 ? 's' : ''}: ${parts.join(', ')}`;
-  })
-  .join('; ');
-const spread = cores
-  .map((c) => {
-    const all = measurements.filter((m) => m.engine === 'llama.cpp' && m.cores === c).map((m) => m.decode_token_ms_percentiles);
-    return `${c} core${c > 1 ? 's' : ''}: ${all.map((p) => `${p.min} / ${p.p10} / ${p.p50} / ${p.p90} / ${p.max}`).join(' and ')}`;
-  })
-  .join('; ');
-const table = [
-  `${PRESET} (llama, F32) · prompt ${promptTokens} tokens · ${newTokens} new tokens, greedy · median of ${runs} runs after 1 warm-up · cores = llama.cpp threads = tp ranks`,
-  `llama.cpp through node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (prebuilt CPU binary)${withLlamaBench ? ' and through its own llama-bench (built here from the same release)' : ''}`,
-  '',
-  'decode ms/token (after the first token)',
-  renderTable('decode_ms_per_token', 'ms/token', 2),
-  '',
-  `prefill ms (time to the first token, ${promptTokens}-token prompt)`,
-  renderTable('prefill_ms', 'ms', 1),
-  '',
-  `ratio < 1: tp is faster. order: position of each measurement in the run. all: median over the ${rounds}×${runs} timed runs of each engine.`,
-  `Drift, round ${rounds} vs round 1 (decode): ${rounds > 1 ? drift : 'one round only'}.`,
-  `node-llama-cpp single decode steps, ms (min / p10 / p50 / p90 / max, one group per round): ${spread}.`,
-  ...(withLlamaBench ? [`llama-bench: tg${newTokens} from an empty context and pp${promptTokens}, the model alone (no sampling, no JavaScript), persistent threadpool.`] : []),
-].join('\n');
 
-console.log(`\n${table}\n`);
+function memoryLine(dtype) {
+  return cores
+    .map((c) => {
+      const tp = measurements.filter((m) => m.dtype === dtype && m.engine === 'tp' && m.cores === c);
+      const ranks = tp.at(-1)?.rank_memory_mb;
+      const rss = median(tp.map((m) => m.peak_rss_mb));
+      return `TP=${c}: per-rank memory ${Array.isArray(ranks) ? ranks.map((v) => fmt(v, 0)).join(' / ') : '—'} MiB, peak RSS ${fmt(rss, 0)} MiB (median of rounds)`;
+    })
+    .join('; ');
+}
+
 const machine = machineInfo();
 const versions = llamaCppVersions();
+const lb = llamaBenchVersion();
 let commit = 'unknown';
 try {
   commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
@@ -189,59 +286,115 @@ try {
 } catch {
   // not a git checkout
 }
-const llamaFirst = measurements.find((m) => m.engine === 'llama.cpp');
-console.log(`machine: ${describeMachine(machine)} · load average ${loadBefore.map((v) => v.toFixed(2)).join(' ')} before, ${loadAfter.map((v) => v.toFixed(2)).join(' ')} after`);
-console.log(`node-llama-cpp ${versions.nodeLlamaCpp} (${versions.binaryPackage} ${versions.binaryPackageVersion}, llama.cpp ${versions.llamaCpp?.tag ?? 'unknown'}) · tp ${commit}`);
+const tpVersion = (() => {
+  try {
+    return JSON.parse(readFileSync(path.join(root, 'packages', 'cli', 'package.json'), 'utf8')).version;
+  } catch {
+    return undefined;
+  }
+})();
+const roundsNote = rounds >= MIN_ROUNDS ? '' : ` — ${rounds} round${rounds > 1 ? 's' : ''}, fewer than the ${MIN_ROUNDS} of the protocol: not a result`;
+const loadText = (l) => l.map((v) => v.toFixed(2)).join(' ');
+
+const summaries = {};
+const printed = [];
+for (const dtype of dtypes) {
+  const summary = summarize(dtype);
+  summaries[dtype] = summary;
+  const lbFirst = measurements.find((m) => m.dtype === dtype && m.engine === 'llama-bench');
+  const header = [
+    `${PRESET} (llama), ${DTYPE_NAMES[dtype]} weights${roundsNote}`,
+    `tp: ${rel(modelDirFor(dtype))}${tpHasDtype ? ' --dtype auto' : ''} · llama-bench: ${rel(ggufFileFor(dtype))} (${lbFirst?.model_type ?? '?'}) · prompt ${promptTokens} · ${newTokens} new tokens · ${rounds} rounds × (1 warm-up + ${runs} runs, median)`,
+    `medians over the rounds; tp ÷ llama-bench: median of the ${rounds} per-round ratios (below 1: tp is faster), spread: their min–max`,
+  ].join('\n');
+  const table = `${header}\n\n${summaryTable(summary)}\n\ntp memory: ${memoryLine(dtype)}`;
+  printed.push(table);
+  console.log(`\n${table}\n`);
+}
+if (dtypes.length > 1) {
+  const headers = ['dtype', 'cores', 'tp decode', 'llama-bench decode', 'tp ÷ llama-bench', 'spread', 'tp prefill', 'llama-bench prefill', 'tp ÷ llama-bench', 'spread'];
+  const rows = [];
+  for (const dtype of dtypes) {
+    for (const c of cores) {
+      const d = summaries[dtype].find((s) => s.metric === 'decode_ms_per_token' && s.cores === c);
+      const p = summaries[dtype].find((s) => s.metric === 'prefill_ms' && s.cores === c);
+      const lbk = 'llama-bench';
+      rows.push([dtype, String(c), fmt(d.tp_ms_median), fmt(d[`${lbk}_ms_median`]), fmt(d[`tp_over_${lbk}_median`], 3), `${fmt(d[`tp_over_${lbk}_min`], 3)}–${fmt(d[`tp_over_${lbk}_max`], 3)}`, fmt(p.tp_ms_median, 1), fmt(p[`${lbk}_ms_median`], 1), fmt(p[`tp_over_${lbk}_median`], 3), `${fmt(p[`tp_over_${lbk}_min`], 3)}–${fmt(p[`tp_over_${lbk}_max`], 3)}`]);
+    }
+  }
+  const all = `all weight types, interleaved in every round (ms; ratios: median of per-round ratios, spread min–max)${roundsNote}\n${renderTable(rows, headers, 2)}`;
+  printed.push(all);
+  console.log(`${all}\n`);
+}
+console.log(`machine: ${describeMachine(machine)} · load average ${loadText(loadBefore)} before, ${loadText(loadAfter)} after`);
+console.log(`llama-bench: llama.cpp ${lb?.release ?? '?'} (${lb?.commit ?? '?'}), ${rel(llamaBenchBin)} · tp ${commit} · Node ${process.version}`);
 
 if (!values['no-write']) {
   const date = new Date().toISOString().slice(0, 10);
   const resultsDir = path.join(root, 'bench', 'results');
   await mkdir(resultsDir, { recursive: true });
-  const md = path.join(resultsDir, `cpu-vs-llamacpp-${date}.md`);
-  const jsonl = path.join(resultsDir, `cpu-vs-llamacpp-${date}.jsonl`);
-  const verifySection = verification
-    ? `## Correctness (same model in both engines)
+  const argText = process.argv.slice(2).length ? ` ${process.argv.slice(2).map(shellQuote).join(' ')}` : '';
+  const seconds = ((performance.now() - started) / 1000).toFixed(0);
+  for (const dtype of dtypes) {
+    const base = `cpu-vs-llamacpp-${dtype}-${date}`;
+    const md = path.join(resultsDir, `${base}.md`);
+    const jsonl = path.join(resultsDir, `${base}.jsonl`);
+    const mine = measurements.filter((m) => m.dtype === dtype);
+    const lbFirst = mine.find((m) => m.engine === 'llama-bench');
+    const tpFirst = mine.find((m) => m.engine === 'tp');
+    const tpStorage = tpFirst?.storage_dtype === undefined ? '' : ` tp stored the weights as ${tpFirst.storage_dtype}${tpFirst.kv_dtype ? `, its KV cache as ${tpFirst.kv_dtype}` : ''} (its JSON: storage_dtype, kv_dtype).`;
+    const nlFirst = mine.find((m) => m.engine === 'llama.cpp');
+    const v = verifications[dtype];
+    const verifySection = v
+      ? `## Correctness (the same model in both engines)
 
-tp and node-llama-cpp get the same token ids (${verification.prompts} prompts of 16 ids, tp's seeded generator) and generate ${verification.steps} tokens greedily,
-tp at TP ${verification.tp_sizes.join(' and ')}, llama.cpp with 1 thread, once with its defaults (as benchmarked) and once with an F32 KV cache and
-flash attention off. Logits are compared as log-softmax (node-llama-cpp returns probabilities): the logit difference without the
-free additive constant, max over the ${vocab} vocabulary entries.
+\`node tools/compare-llamacpp/verify.mjs --dtype ${dtype}\`: tp (on \`${v.model}\`) and llama.cpp through node-llama-cpp (on \`${v.gguf}\`) get the same
+token ids (${v.prompts} prompts of 16 ids, tp's seeded generator) and generate ${v.steps} tokens greedily, tp at TP ${v.tp_sizes.join(' and ')}, llama.cpp with 1 thread,
+once with its defaults (as benchmarked) and once with an F32 KV cache and flash attention off${v.configs.some((c) => c.name === 'f32-weights') ? `, and once on the same ${dtype}-rounded weights written as an F32 GGUF (F32 KV cache, flash attention off: llama.cpp then multiplies in f32 like tp)` : ''}. Logits are compared as log-softmax
+(node-llama-cpp returns probabilities), max |Δ| over the ${vocab} vocabulary entries. ${v.tolerance_note}.
 
 \`\`\`
-${verifyTable(verification)}
+${verifyTable(v)}
 \`\`\`
 
-${verification.configs.map((c) => `- ${c.label}: greedy tokens ${c.tokens_match ? 'identical' : 'DIFFERENT'}; max |Δ| ${c.max_last_position_abs_diff.toExponential(2)} at the last prompt position, ${c.max_step_abs_diff.toExponential(2)} over all steps (tolerance ${c.tolerance}).`).join('\n')}
+${v.configs.map((c) => `- ${c.label}: greedy tokens ${c.tokens_match ? 'identical' : c.ok ? `identical up to ${c.near_ties} near-tie${c.near_ties === 1 ? '' : 's'} (tp's margin between the two tokens at most twice the measured |Δ|; later steps not compared)` : 'DIFFERENT'}; max |Δ| ${c.max_last_position_abs_diff.toExponential(2)} at the last prompt position, ${c.max_step_abs_diff.toExponential(2)} over the steps (tolerance ${c.tolerance}).`).join('\n')}
 `
-    : '## Correctness\n\nSkipped (--skip-verify).\n';
-  const argText = process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : '';
-  const report = `# tp vs llama.cpp on the CPU, ${date}
+      : '## Correctness\n\nSkipped (--skip-verify).\n';
+    const report = `# tp vs llama.cpp (llama-bench) on the CPU, ${DTYPE_NAMES[dtype]} weights, ${date}${roundsNote}
 
-Machine: ${describeMachine(machine)} · load average (1, 5, 15 min) ${loadBefore.map((v) => v.toFixed(2)).join(' ')} before the timed runs, ${loadAfter.map((v) => v.toFixed(2)).join(' ')} after
+Machine: ${describeMachine(machine)} · load average (1, 5, 15 min) ${loadText(loadBefore)} before the timed runs, ${loadText(loadAfter)} after
 
-Model: \`${PRESET}\` from tools/tiny-models (synthetic, random weights, F32). tp reads \`${rel(modelDir)}\` (safetensors);
-llama.cpp reads \`${rel(ggufFile)}\`, converted from it by tools/compare-llamacpp/convert.mjs (F32, q/k permuted as llama.cpp's converter does).
+Model: \`${PRESET}\` from tools/tiny-models (synthetic, random weights${dtype === 'f32' ? '' : `, written in ${dtype}: the f32 values rounded to nearest even`}).
+tp reads \`${rel(modelDirFor(dtype))}\` (${DTYPE_NAMES[dtype]} safetensors)${tpHasDtype ? ' with `--dtype auto` (weights kept as stored)' : `; this tp's \`bench --help\` lists no --dtype, so it runs with its default`}.${tpStorage}
+llama.cpp reads \`${rel(ggufFileFor(dtype))}\` (llama-bench: ${lbFirst?.model_type ?? '?'}, ${lbFirst?.model_size ?? '?'} bytes), converted from that folder by
+\`${conversions[dtype]}\` (2-D weights ${DTYPE_NAMES[dtype]}, copied as stored; norm weights F32, as llama.cpp's converter keeps 1-D tensors; q/k permuted as its converter does).
 
-Versions: tp ${commit} · node-llama-cpp ${versions.nodeLlamaCpp} with its prebuilt CPU binary ${versions.binaryPackage} ${versions.binaryPackageVersion} (llama.cpp ${versions.llamaCpp?.tag ?? 'unknown'} from ${versions.llamaCpp?.llamaCppGithubRepo ?? '?'}) · Node ${process.version}
-node-llama-cpp settings: ${llamaFirst.build} binary, gpu ${llamaFirst.gpu}, context ${llamaFirst.context_size}, batch ${llamaFirst.batch_size}, flash attention ${llamaFirst.flash_attention}, KV cache ${llamaFirst.kv_cache_type}, threads = cores
-node-llama-cpp's llama.cpp system info: \`${llamaFirst.system_info}\`
+Versions: tp ${tpVersion ?? '?'} at ${commit} · llama.cpp ${lb?.release ?? '?'} (commit ${lb?.commit ?? '?'}, llama-bench build ${lbFirst?.build_commit ?? '?'}), the sources node-llama-cpp ${versions.nodeLlamaCpp} ships · Node ${process.version}
+llama-bench: ${lbFirst ? `backends ${lbFirst.backends}, CPU "${lbFirst.cpu_info}", flash attention ${lbFirst.flash_attn}, KV cache ${lbFirst.type_k}/${lbFirst.type_v}, batch ${lbFirst.n_batch}, poll ${lbFirst.poll}` : '?'}${nlFirst ? `
+node-llama-cpp: ${versions.binaryPackage} ${versions.binaryPackageVersion} (${nlFirst.build} binary), context ${nlFirst.context_size}, batch ${nlFirst.batch_size}, flash attention ${nlFirst.flash_attention}, KV cache ${nlFirst.kv_cache_type}; system info \`${nlFirst.system_info}\`` : ''}
 
-Command: \`pnpm bench:llamacpp${argText}\` (= \`node tools/compare-llamacpp/run.mjs${argText}\` after the build), ${((performance.now() - started) / 1000).toFixed(0)} s in all.
+Command: \`pnpm bench:llamacpp${argText}\` (= \`node tools/compare-llamacpp/run.mjs${argText}\` after the build), ${seconds} s in all${dtypes.length > 1 ? `; weight types ${dtypes.join(', ')} interleaved in every round (one report each)` : ''}.
 
 \`\`\`
-${table}
+${printed[dtypes.indexOf(dtype)]}
 \`\`\`
 
-- decode ms/token: time per generated token after the first (greedy, never stopping early), median of the runs; prefill ms: time to the first token (a forward over the prompt).
-- tp and llama.cpp (node-llama-cpp) use the same protocol and the same prompts: tp's seeded random ids (seed 999 for the warm-up, 0..${runs - 1} for the runs), 1 warm-up generation, ${runs} timed ones, each measurement in its own process, loaded once. llama.cpp is timed through node-llama-cpp (the time each token reaches JavaScript), as tp is timed through its session API (\`onToken\`).
-- Ratios are tp ÷ llama.cpp for the same core count, measured in this run on this machine; the rounds interleave the engines (order column) to expose drift on a shared machine.
-- node-llama-cpp attaches no persistent ggml threadpool to its contexts: with 2 threads every decode step starts and joins ggml's worker thread ("disposable threadpool" in ggml-cpu.c), hence the wide spread of its single steps at 2 cores.${withLlamaBench ? `
-- llama.cpp (llama-bench): llama.cpp's own benchmark, built on this machine from the sources node-llama-cpp ${versions.nodeLlamaCpp} ships (llama/gitRelease.bundle, commit ${llamaBenchVersion()?.commit}, release ${llamaBenchVersion()?.release}; cmake ${llamaBenchVersion()?.cmake_flags}, native CPU flags). It keeps a threadpool, runs the model alone (no sampling, no JavaScript), its tg${newTokens} decodes from an empty context and its pp${promptTokens} is one batch without choosing a token; its own warm-up, ${runs} repetitions, median. Defaults: F16 KV cache, flash attention auto.` : ''}
+Every measurement, in the order it ran (ms; order: position in the whole run; load 1m: the 1-minute load average when tp started):
 
-## Commands, in the order they ran
+\`\`\`
+${detailTable(dtype)}
+\`\`\`
+
+- Protocol: ${rounds} rounds; in each, for each core count c, \`tp bench --tp c\` (c ranks, one thread each) and then \`llama-bench -t c\`${withNodeLlamaCpp ? ' and then node-llama-cpp with c threads' : ''}, each in its own process (A B A B …)${dtypes.length > 1 ? `, the weight types ${dtypes.join(', ')} one after the other inside each round` : ''}. Each measurement: one warm-up, ${runs} timed repetition${runs === 1 ? '' : 's'}, median. A ratio is tp ÷ llama-bench within one round; the result is the median of the ${rounds} ratios, the spread their min–max. Compare runs from different machines or days by their ratios, never by their milliseconds.
+- tp: decode ms/token = time per generated token after the first (greedy, ${newTokens} tokens, never stopping early); prefill = time to the first token, a forward over ${promptTokens} random prompt ids (tp's seeded generator). Timed through the session API (\`onToken\`), sampling included.
+- llama-bench: llama.cpp's own benchmark, built on this machine from the sources node-llama-cpp ${versions.nodeLlamaCpp} ships (llama/gitRelease.bundle; cmake ${CMAKE_FLAGS.join(' ')}, native CPU flags). It keeps a threadpool and times the model alone (no sampling, no JavaScript): tg${newTokens} decodes ${newTokens} tokens from an empty context (ms/token = its time ÷ ${newTokens}), pp${promptTokens} is one batch of ${promptTokens} tokens; its own warm-up, ${runs} repetition${runs === 1 ? '' : 's'} (-r ${runs}), median. Defaults otherwise (KV cache ${lbFirst?.type_k ?? 'f16'}, flash attention ${lbFirst?.flash_attn ?? 'auto'}).${withNodeLlamaCpp ? `
+- node-llama-cpp: llama.cpp through node-llama-cpp's prebuilt binary with tp's protocol (same prompts, 1 warm-up, ${runs} runs, the time each token reaches JavaScript). It attaches no persistent ggml threadpool to its contexts, so at 2+ threads every decode step starts and joins ggml's worker threads.` : ''}
+- tp memory: ${memoryLine(dtype)}.
+
+## Commands, in the order they ran${dtypes.length > 1 ? ` (this weight type's; the other types' ran between them)` : ''}
 
 \`\`\`sh
-${measurements.map((m) => `# ${m.order}: round ${m.round}, ${m.cores} core${m.cores > 1 ? 's' : ''}, ${NAMES[m.engine]} (${m.wall_s} s)\n${m.command}`).join('\n')}
+${mine.map((m) => `# ${m.order}: round ${m.round}, ${m.cores} core${m.cores > 1 ? 's' : ''}, ${NAMES[m.engine]} (${m.wall_s} s, load ${m.load_average_1m})\n${m.command}`).join('\n')}
 \`\`\`
 
 Per-run values are in [${path.basename(jsonl)}](${path.basename(jsonl)}).
@@ -249,12 +402,41 @@ Per-run values are in [${path.basename(jsonl)}](${path.basename(jsonl)}).
 ${verifySection}
 ## Setup (done once by the script, all under .cache/)
 
-- \`npm install --prefix .cache/llamacpp/npm --ignore-scripts --omit=optional --no-audit --no-fund\` of node-llama-cpp@${NODE_LLAMA_CPP_VERSION} and ${versions.binaryPackage}@${NODE_LLAMA_CPP_VERSION} (exact versions); no install scripts run; node-llama-cpp loads its prebuilt binary with \`getLlama({ gpu: false, build: 'never' })\`, so it never downloads or compiles llama.cpp.
-- \`node tools/compare-llamacpp/convert.mjs ${rel(modelDir)} ${rel(ggufFile)}\`.${withLlamaBench ? `
-- llama-bench (--llama-bench), offline from the bundled sources:${llamaBenchBuild.length ? `\n\n  \`\`\`sh\n${llamaBenchBuild.map((l) => `  ${l}`).join('\n')}\n  \`\`\`` : ` reused \`${rel(path.join(root, '.cache/llamacpp/src/build/bin/llama-bench'))}\`, built with \`git clone <node-llama-cpp>/llama/gitRelease.bundle .cache/llamacpp/src\`, \`cmake -S .cache/llamacpp/src -B .cache/llamacpp/src/build -G Ninja ${llamaBenchVersion()?.cmake_flags}\`, \`cmake --build .cache/llamacpp/src/build --target llama-bench\``}.` : ''}
+- \`npm install --prefix .cache/llamacpp/npm --ignore-scripts --omit=optional --no-audit --no-fund\` of node-llama-cpp@${NODE_LLAMA_CPP_VERSION} and ${versions.binaryPackage}@${NODE_LLAMA_CPP_VERSION} (exact versions); no install scripts run. It provides llama.cpp's sources (llama/gitRelease.bundle) and, for verify.mjs${withNodeLlamaCpp ? ' and the node-llama-cpp engine' : ''}, the prebuilt binary (\`getLlama({ gpu: false, build: 'never' })\`).
+- The checkpoint: tools/tiny-models preset \`${PRESET}\`${dtype === 'f32' ? '' : ` with \`dtype: '${dtype}'\``} (\`node tools/tiny-models/dist/bin.js --preset ${PRESET} ${rel(modelDirFor(dtype))}${dtype === 'f32' ? '' : ` --dtype ${dtype}`}\` writes the same files).
+- The GGUF: \`${conversions[dtype]}\`.
+- llama-bench, offline from the bundled sources:${llamaBenchBuild.length ? `\n\n  \`\`\`sh\n${llamaBenchBuild.map((l) => `  ${l}`).join('\n')}\n  \`\`\`` : ` reused \`${rel(llamaBenchBin)}\`, built with \`git clone <node-llama-cpp>/llama/gitRelease.bundle .cache/llamacpp/src\`, \`cmake -S .cache/llamacpp/src -B .cache/llamacpp/src/build -G Ninja ${CMAKE_FLAGS.join(' ')}\`, \`cmake --build .cache/llamacpp/src/build --target llama-bench\`.`}
 `;
-  await writeFile(md, report);
-  const jsonLines = [...measurements, ...(verification ? [{ kind: 'verify', ok: verification.ok, steps: verification.steps, configs: verification.configs, checks: verification.checks }] : []), { kind: 'summary', date, machine, load_average_before: loadBefore, load_average_after: loadAfter, versions, llama_bench: withLlamaBench ? llamaBenchVersion() : undefined, tp_commit: commit, ratios }];
-  await writeFile(jsonl, `${jsonLines.map((l) => JSON.stringify(l)).join('\n')}\n`);
-  say(`wrote ${rel(md)} and ${rel(jsonl)}`);
+    await writeFile(md, report);
+    const jsonLines = [
+      ...mine,
+      ...(v ? [{ kind: 'verify', dtype, ok: v.ok, model: v.model, gguf: v.gguf, steps: v.steps, configs: v.configs, checks: v.checks }] : []),
+      ...summaries[dtype].map((s) => ({ kind: 'ratio', ...s })),
+      {
+        kind: 'summary',
+        dtype,
+        date,
+        rounds,
+        runs,
+        prompt_tokens: promptTokens,
+        new_tokens: newTokens,
+        cores,
+        dtypes_interleaved: dtypes,
+        machine,
+        load_average_before: loadBefore,
+        load_average_after: loadAfter,
+        tp_commit: commit,
+        tp_version: tpVersion,
+        tp_dtype_flag: tpHasDtype,
+        model: rel(modelDirFor(dtype)),
+        gguf: rel(ggufFileFor(dtype)),
+        convert_command: conversions[dtype],
+        llama_bench: { ...lb, binary: rel(llamaBenchBin), build_commands: llamaBenchBuild },
+        node_llama_cpp: versions,
+        command: `pnpm bench:llamacpp${argText}`,
+      },
+    ];
+    await writeFile(jsonl, `${jsonLines.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    say(`wrote ${rel(md)} and ${rel(jsonl)}`);
+  }
 }

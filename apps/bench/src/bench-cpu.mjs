@@ -2,80 +2,139 @@
 /**
  * pnpm bench:cpu — the CPU benchmark, reproducibly:
  *   1. write the synthetic 134M-parameter llama (tools/tiny-models preset bench-llama-134m) into
- *      .cache/models/bench-llama-134m, or reuse it when it is already there;
- *   2. run `tp bench` on it at TP=1 and TP=2 (prompt 16 tokens, 64 new tokens, median of 3 runs);
- *   3. write the table, the machine and the exact command to bench/results/cpu-<date>.md and the JSON
- *      lines to bench/results/cpu-<date>.jsonl.
- * Extra arguments are passed to `tp bench` (e.g. pnpm bench:cpu --runs 5).
+ *      .cache/models/bench-llama-134m, or reuse it when it is already there; with --dtype bf16 or f16 the
+ *      same preset written in that type (the same random values, rounded to nearest even) into
+ *      .cache/models/bench-llama-134m-bf16 or -f16 — the folders tools/compare-llamacpp uses too;
+ *   2. run `tp bench` on it at TP=1 and TP=2 (prompt 16 tokens, 64 new tokens, median of 3 runs); when
+ *      `tp bench --help` lists a --dtype option, tp gets `--dtype auto` (weights kept as stored);
+ *   3. write the table, the machine and the exact command to bench/results/cpu-<date>.md (f32) or
+ *      cpu-<dtype>-<date>.md (bf16, f16) and the JSON lines to the .jsonl beside it.
+ *
+ *   pnpm bench:cpu [--dtype f32|bf16|f16|all] [tp bench options...]
+ *
+ * --dtype (default f32; all: f32, bf16 and f16 one after the other) picks the checkpoint variant; every
+ * other argument is passed to `tp bench` (e.g. pnpm bench:cpu --runs 5).
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeMachine, machineInfo, renderBenchTable } from '@tp/cli';
-import { PRESETS, writeTinyModel } from '@tp/tiny-models';
+import { DTYPE_INFO, PRESETS, writeTinyModel } from '@tp/tiny-models';
 
 const PRESET = 'bench-llama-134m';
+const DTYPES = ['f32', 'bf16', 'f16'];
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const modelDir = path.join(root, '.cache', 'models', PRESET);
 const resultsDir = path.join(root, 'bench', 'results');
 const bin = path.join(root, 'packages', 'cli', 'dist', 'bin.js');
 const rel = (p) => path.relative(root, p);
 const say = (text) => console.error(`bench:cpu: ${text}`);
+/** f32: the preset's own folder; bf16/f16: a folder of its own, the same model rounded. */
+const modelDirFor = (dtype) => path.join(root, '.cache', 'models', dtype === 'f32' ? PRESET : `${PRESET}-${dtype}`);
 
-// 1. The model, written once. Written beside its final place and renamed, so an interrupted write
-//    never leaves a half-written model to be reused.
-if (existsSync(path.join(modelDir, 'config.json')) && existsSync(path.join(modelDir, 'model.safetensors'))) {
-  say(`reusing ${rel(modelDir)}`);
-} else {
+// --dtype is ours; everything else goes to tp bench.
+const passThrough = [];
+let dtypeText;
+for (let i = 2; i < process.argv.length; i++) {
+  const arg = process.argv[i];
+  if (arg === '--dtype') {
+    dtypeText = process.argv[++i];
+    if (dtypeText === undefined) {
+      say('--dtype needs a value: f32, bf16, f16 or all');
+      process.exit(2);
+    }
+  } else if (arg.startsWith('--dtype=')) dtypeText = arg.slice('--dtype='.length);
+  else passThrough.push(arg);
+}
+const dtypeValue = (dtypeText ?? 'f32').toLowerCase();
+if (dtypeValue !== 'all' && !DTYPES.includes(dtypeValue)) {
+  say(`--dtype must be f32, bf16, f16 or all, got ${dtypeText}`);
+  process.exit(2);
+}
+const dtypes = dtypeValue === 'all' ? DTYPES : [dtypeValue];
+
+// tp's own weight-type option, when this build of tp has one: keep the weights as they are stored.
+const tpHelp = execFileSync(process.execPath, [bin, 'bench', '--help'], { cwd: root, encoding: 'utf8' });
+const tpDtypeArgs = /(^|\s)--dtype\b/m.test(tpHelp) ? ['--dtype', 'auto'] : [];
+
+/** The weight type a written checkpoint declares in its config.json. */
+function storedDtype(dir) {
+  try {
+    const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    const torch = config.dtype ?? config.torch_dtype;
+    return DTYPES.find((d) => DTYPE_INFO[d].torch === torch);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * 1. The model, written once. Written beside its final place and renamed, so an interrupted write never
+ *    leaves a half-written model to be reused.
+ */
+async function ensureModel(dtype) {
+  const modelDir = modelDirFor(dtype);
+  if (existsSync(path.join(modelDir, 'model.safetensors')) && storedDtype(modelDir) === dtype) {
+    say(`reusing ${rel(modelDir)}`);
+    return;
+  }
   const preset = PRESETS[PRESET];
-  say(`writing ${PRESET}: ${preset.description} to ${rel(modelDir)} (once; later runs reuse it)`);
+  say(`writing ${PRESET} (${dtype === 'f32' ? preset.description : `the same preset with dtype ${dtype}: the f32 values rounded to nearest even`}) to ${rel(modelDir)} (once; later runs reuse it)`);
   const started = performance.now();
   const temp = `${modelDir}.partial-${process.pid}`;
   await rm(temp, { recursive: true, force: true });
-  const written = await writeTinyModel(temp, preset.options);
+  const written = await writeTinyModel(temp, { ...preset.options, dtype });
   await rm(modelDir, { recursive: true, force: true });
   await rename(temp, modelDir);
   say(`wrote ${(written.parameters / 1e6).toFixed(1)}M parameters, ${(written.bytes / 1e6).toFixed(0)} MB in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
 
-// 2. tp bench, as a user would run it. Its progress (stderr) is shown as it comes; stdout is JSON lines.
-const args = ['bench', rel(modelDir), '--tp', '1,2', '--backend', 'cpu', '--prompt', '16', '--new', '64', ...process.argv.slice(2), '--json'];
-const command = `node ${rel(bin)} ${args.join(' ')}`;
-say(`running: ${command}`);
-say('this loads the model once per tp size and runs 1 warm-up + 3 timed generations each; a few minutes on a small machine');
-const started = performance.now();
-const stdout = await new Promise((resolve, reject) => {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  let text = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (chunk) => {
-    text += chunk;
+/** 2. and 3. for one weight type; returns the table. */
+async function benchOne(dtype) {
+  await ensureModel(dtype);
+  const modelDir = modelDirFor(dtype);
+  // tp bench, as a user would run it. Its progress (stderr) is shown as it comes; stdout is JSON lines.
+  const args = ['bench', rel(modelDir), '--tp', '1,2', '--backend', 'cpu', '--prompt', '16', '--new', '64', ...tpDtypeArgs, ...passThrough, '--json'];
+  const command = `node ${rel(bin)} ${args.join(' ')}`;
+  say(`running: ${command}`);
+  say('this loads the model once per tp size and runs 1 warm-up + 3 timed generations each; a few minutes on a small machine');
+  const started = performance.now();
+  const stdout = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      text += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`tp bench exited with code ${code}`))));
+  }).catch((error) => {
+    say(`failed: ${error.message}`);
+    process.exit(1);
   });
-  child.on('error', reject);
-  child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`tp bench exited with code ${code}`))));
-}).catch((error) => {
-  say(`failed: ${error.message}`);
-  process.exit(1);
-});
-const lines = stdout.split('\n').filter((l) => l.trim() !== '');
-const results = lines.map((l) => JSON.parse(l));
+  const lines = stdout.split('\n').filter((l) => l.trim() !== '');
+  const results = lines.map((l) => JSON.parse(l));
 
-// 3. The results.
-const table = renderBenchTable(results);
-const machine = results[0]?.machine ?? machineInfo();
-const date = new Date().toISOString().slice(0, 10);
-await mkdir(resultsDir, { recursive: true });
-const md = path.join(resultsDir, `cpu-${date}.md`);
-const jsonl = path.join(resultsDir, `cpu-${date}.jsonl`);
-const report = `# CPU benchmark, ${date}
+  const table = renderBenchTable(results);
+  const machine = results[0]?.machine ?? machineInfo();
+  const date = new Date().toISOString().slice(0, 10);
+  await mkdir(resultsDir, { recursive: true });
+  const base = dtype === 'f32' ? `cpu-${date}` : `cpu-${dtype}-${date}`;
+  const md = path.join(resultsDir, `${base}.md`);
+  const jsonl = path.join(resultsDir, `${base}.jsonl`);
+  const weights =
+    dtype === 'f32'
+      ? PRESETS[PRESET].description
+      : `the preset written with dtype ${dtype} (${DTYPE_INFO[dtype].safetensors} safetensors: the f32 preset's values rounded to nearest even, ~268 MB)`;
+  const report = `# CPU benchmark${dtype === 'f32' ? '' : `, ${DTYPE_INFO[dtype].safetensors} weights`}, ${date}
 
 Machine: ${describeMachine(machine)}
 
-Model: \`${PRESET}\` from tools/tiny-models — ${PRESETS[PRESET].description}; synthetic, random weights.
+Model: \`${PRESET}\` from tools/tiny-models — ${weights}; synthetic, random weights.
+${tpDtypeArgs.length ? 'tp keeps the weights as stored (`--dtype auto`).' : `This tp's \`bench --help\` lists no --dtype: it loads the ${dtype} checkpoint with its default.`}
 
-Command (run from the repository root by \`pnpm bench:cpu\`, ${((performance.now() - started) / 1000).toFixed(0)} s):
+Command (run from the repository root by \`pnpm bench:cpu${dtypeText === undefined ? '' : ` --dtype ${dtypeValue}`}\`, ${((performance.now() - started) / 1000).toFixed(0)} s):
 
 \`\`\`sh
 ${command}
@@ -91,8 +150,11 @@ ${table}
 - peak RSS MiB: the highest resident memory of the process (ranks are threads of one process), as the ranks sampled it.
 - Times are the median of ${results[0]?.runs ?? 3} runs after one warm-up generation; per-run values are in [${path.basename(jsonl)}](${path.basename(jsonl)}).
 `;
-await writeFile(md, report);
-await writeFile(jsonl, `${lines.join('\n')}\n`);
-console.log(`\n${table}\n`);
-console.log(`machine: ${describeMachine(machine)}`);
-say(`wrote ${rel(md)} and ${rel(jsonl)}`);
+  await writeFile(md, report);
+  await writeFile(jsonl, `${lines.join('\n')}\n`);
+  console.log(`\n${dtypes.length > 1 ? `${dtype}\n` : ''}${table}\n`);
+  console.log(`machine: ${describeMachine(machine)}`);
+  say(`wrote ${rel(md)} and ${rel(jsonl)}`);
+}
+
+for (const dtype of dtypes) await benchOne(dtype);
