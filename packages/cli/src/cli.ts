@@ -58,11 +58,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`tp: ${error.message.split('\n').filter(Boolean).join(' ')}\nRun "tp ${entry ? `${command} ` : ''}--help" for usage.\n`);
       return 2;
     }
-    if (TpError.isInstance(error) || error instanceof CliError) {
+    // A broken invariant (TpError code `internal`) is a bug, not something the user can fix.
+    if ((TpError.isInstance(error) && error.code !== 'internal') || error instanceof CliError) {
       io.stderr(`tp: error [${error.code}]: ${oneLine(error.message)}\n`);
       return 1;
     }
-    io.stderr(`tp: internal error: ${(error as Error)?.stack ?? String(error)}\nThis is a bug in tp; please report it with the command you ran.\n`);
+    const bug = TpError.isInstance(error) ? (process.env['TP_DEBUG'] ? (error.stack ?? error.message) : error.message) : ((error as Error)?.stack ?? String(error));
+    io.stderr(`tp: internal error: ${bug}${TpError.isInstance(error) ? '' : '\nThis is a bug in tp; please report it with the command you ran.'}\n`);
     return 70;
   }
 }

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { backend as cpuBackend } from '@tp/backend-cpu';
 import { ArgumentError, BackendMissingError, initInference, PolicyError, resolveBackend, type Backend, type InferenceSession } from '@tp/core';
+import type { DtypeChoice, KvDtypeChoice } from './commands/args.js';
 import { UsageError, type CliIo } from './io.js';
 import { LoadProgressView, progressMode } from './progress.js';
 
@@ -62,6 +63,12 @@ export interface SessionFlags {
   'vocab-parallel'?: boolean | undefined;
 }
 
+/** Storage dtypes for the session (`--dtype`, `--kv-dtype`, already checked); absent = the engine's defaults. */
+export interface SessionDtypes {
+  dtype?: DtypeChoice;
+  kvDtype?: KvDtypeChoice;
+}
+
 export interface OpenedSession {
   session: InferenceSession;
   /** Wall time of initInference (planning, starting the ranks, reading every shard). */
@@ -69,7 +76,7 @@ export interface OpenedSession {
 }
 
 /** Start a session, showing per-rank loading progress on stderr unless `quiet`. */
-export async function openSession(dir: string, tpSize: number, flags: SessionFlags, io: CliIo, quiet: boolean): Promise<OpenedSession> {
+export async function openSession(dir: string, tpSize: number, flags: SessionFlags, io: CliIo, quiet: boolean, dtypes: SessionDtypes = {}): Promise<OpenedSession> {
   const backend = await selectBackend(flags.backend);
   const policy = await readPolicy(flags.policy);
   const view = new LoadProgressView(io, progressMode(io, quiet), tpSize);
@@ -80,6 +87,8 @@ export async function openSession(dir: string, tpSize: number, flags: SessionFla
       backend,
       vocabParallel: flags['vocab-parallel'] ?? false,
       ...(policy !== undefined ? { policy } : {}),
+      ...(dtypes.dtype !== undefined ? { dtype: dtypes.dtype } : {}),
+      ...(dtypes.kvDtype !== undefined ? { kvDtype: dtypes.kvDtype } : {}),
       onProgress: view.update,
     });
     return { session, loadMs: performance.now() - started };

@@ -12,9 +12,9 @@ describe('help', () => {
 
   it('each command --help gives its options and examples', async () => {
     const expected: Record<string, string[]> = {
-      plan: ['--tp N', '--json', '--policy FILE'],
-      run: ['--tp N', '--backend NAME', '--max-new-tokens N', '--temperature T', '--top-k K', '--top-p P', '--seed N', '--json', '--vocab-parallel', '--policy FILE', 'tp run ./'],
-      logits: ['--tokens IDS', '--text TEXT', '--out FILE', '--tp N', 'tp logits ./'],
+      plan: ['--tp N', '--json', '--policy FILE', '--dtype T', '--kv-dtype T', 'always f32'],
+      run: ['--tp N', '--backend NAME', '--max-new-tokens N', '--temperature T', '--top-k K', '--top-p P', '--seed N', '--json', '--vocab-parallel', '--policy FILE', '--dtype T', '--kv-dtype T', 'always f32', 'tp run ./'],
+      logits: ['--tokens IDS', '--text TEXT', '--out FILE', '--tp N', '--dtype T', '--kv-dtype T', 'always f32', 'tp logits ./'],
       bench: ['--tp LIST', '--prompt N', '--new N', '--runs N', '--json', 'decode_ms_per_token', 'tp bench ./'],
     };
     for (const [command, texts] of Object.entries(expected)) {

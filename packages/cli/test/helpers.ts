@@ -20,9 +20,9 @@ export async function runCli(argv: string[], options: { isTty?: boolean } = {}):
 }
 
 /** A small llama with a tokenizer (vocab ≥ 300), 4 heads and 2 kv heads: splittable over 1 or 2 ranks. */
-export async function tinyLlama(name = 'llama'): Promise<string> {
+export async function tinyLlama(name = 'llama', dtype: 'f32' | 'f16' | 'bf16' = 'f32'): Promise<string> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'tp-cli-'));
   const dir = path.join(root, name);
-  await writeTinyModel(dir, { family: 'llama', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 128, vocab: 320, maxPositions: 128, seed: 3 });
+  await writeTinyModel(dir, { family: 'llama', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 128, vocab: 320, maxPositions: 128, seed: 3, dtype });
   return dir;
 }

@@ -51,6 +51,30 @@ describe('tp logits', () => {
     expect(Float32Array.from(json.logits.flat() as number[])).toEqual(await sessionLogits(1, json.tokens));
   });
 
+  it('--dtype bf16 holds the weights as bf16: logits close to f32 (compute is f32), --dtype f32 equal to the default', async () => {
+    const tokens = [1, 17, 250, 3];
+    const base = await runCli(['logits', dir, '--tokens', tokens.join(',')]);
+    const f32 = await runCli(['logits', dir, '--tokens', tokens.join(','), '--dtype', 'f32']);
+    const bf16 = await runCli(['logits', dir, '--tokens', tokens.join(','), '--dtype', 'BF16']);
+    expect([base.code, f32.code, bf16.code]).toEqual([0, 0, 0]);
+    expect(f32.stdout).toBe(base.stdout);
+    const a = (JSON.parse(base.stdout).logits as number[][]).flat();
+    const b = (JSON.parse(bf16.stdout).logits as number[][]).flat();
+    expect(b).toHaveLength(a.length);
+    const scale = Math.max(...a.map(Math.abs));
+    const worst = Math.max(...a.map((x, i) => Math.abs(x - b[i]!)));
+    expect(worst).toBeGreaterThan(0); // really rounded to bf16
+    expect(worst).toBeLessThan(0.05 * scale);
+  });
+
+  it('--dtype and --kv-dtype take only the listed values', async () => {
+    for (const [flag, value] of [['--dtype', 'fp16'], ['--kv-dtype', 'auto']] as const) {
+      const { code, stderr } = await runCli(['logits', dir, '--tokens', '1,2', flag, value]);
+      expect(code).toBe(2);
+      expect(stderr).toMatch(new RegExp(`^tp: ${flag} must be one of .*, got "${value}"\\nRun "tp logits --help" for usage\\.\\n$`));
+    }
+  });
+
   it('a failing request exits with its code and writes no file', async () => {
     const folder = await mkdtemp(path.join(os.tmpdir(), 'tp-logits-fail-'));
     const out = path.join(folder, 'logits.json');

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { main, type CliIo } from '../src/index.js';
+import { tinyLlama } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const GOLDEN = process.env.TP_SHARED_DIR ? path.join(process.env.TP_SHARED_DIR, 'golden') : path.resolve(here, '../../../../shared/golden');
@@ -73,6 +74,101 @@ describe(`tp plan on golden checkpoints${skipNote}`, () => {
     const broken = await run(['plan', path.join(GOLDEN, 'llama'), '--policy', path.join(dir, 'broken.json')]);
     expect(broken.code).toBe(1);
     expect(broken.stderr).toContain('[policy-invalid]');
+  });
+});
+
+describe('tp plan --dtype and --kv-dtype', () => {
+  /** The memory table's rows: [label, reads, params, of unsharded, kv]. */
+  const memory = (stdout: string) => {
+    const lines = stdout.split('\n');
+    const header = lines.findIndex((l) => l.includes('reads from disk'));
+    return { header: lines[header]!, rows: lines.slice(header + 2).filter((l) => /^(rank \d+|unsharded)\s/.test(l)).map((l) => l.split(/\s{2,}/)) };
+  };
+  /** Elements of the tensors a plan (--json) reads: matrices (rank ≥ 2, held in the storage dtype) and vectors (held as f32). */
+  const elements = (json: { tensors: Array<{ shape: number[]; read: boolean }> }) => {
+    const read = json.tensors.filter((t) => t.read);
+    const sum = (ts: typeof read) => ts.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+    return { matrices: sum(read.filter((t) => t.shape.length >= 2)), vectors: sum(read.filter((t) => t.shape.length < 2)) };
+  };
+
+  it('a bf16 checkpoint: the header and the memory table say BF16 (auto keeps it as stored)', async () => {
+    const dir = await tinyLlama('bf16-llama', 'bf16');
+    const { code, stdout, stderr } = await run(['plan', dir, '--tp', '2']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout.split('\n')[1]).toContain(' · BF16 · ');
+    const { header, rows } = memory(stdout);
+    expect(header).toContain('params (BF16)');
+    expect(header).toMatch(/KV cache \/ token$/);
+    expect(rows.length).toBe(3);
+    // Matrices held as bf16 as read; vectors (norm weights) held as f32, twice their bytes on disk.
+    const json = JSON.parse((await run(['plan', dir, '--tp', '2', '--json'])).stdout);
+    expect(json.storageDtypes).toEqual(['bf16']);
+    const { matrices, vectors } = elements(json);
+    expect(json.totals.bytes).toBe((matrices + vectors) * 2);
+    expect(json.totals.paramBytes).toBe(matrices * 2 + vectors * 4);
+  });
+
+  it('--dtype f32 on a bf16 checkpoint: "held as F32", params twice the bytes read; --kv-dtype bf16 halves the KV column', async () => {
+    const dir = await tinyLlama('bf16-llama', 'bf16');
+    const auto = await run(['plan', dir, '--tp', '2', '--json']);
+    const wide = await run(['plan', dir, '--tp', '2', '--dtype', 'f32', '--kv-dtype', 'bf16', '--json']);
+    expect(wide.code).toBe(0);
+    const a = JSON.parse(auto.stdout);
+    const w = JSON.parse(wide.stdout);
+    expect(w.options).toMatchObject({ computeDtype: 'f32', storageDtype: 'f32', kvDtype: 'bf16' });
+    expect(a.options).toMatchObject({ storageDtype: 'auto', kvDtype: 'f32' });
+    const { matrices, vectors } = elements(w);
+    expect(w.totals.paramBytes).toBe(2 * w.totals.bytes); // all f32, read as bf16
+    expect(a.totals.paramBytes).toBe(matrices * 2 + vectors * 4);
+    expect(w.totals.bytes).toBe(a.totals.bytes);
+    expect(w.totals.kvCacheBytesPerToken).toBe(a.totals.kvCacheBytesPerToken / 2);
+    expect(new Set(w.tensors.map((t: { storage: string }) => t.storage))).toEqual(new Set(['f32']));
+    const table = await run(['plan', dir, '--tp', '2', '--dtype', 'F32', '--kv-dtype', 'bf16']);
+    expect(table.code).toBe(0);
+    expect(table.stdout.split('\n')[1]).toContain(' · BF16, held as F32 · ');
+    expect(memory(table.stdout).header).toContain('params (F32)');
+    expect(memory(table.stdout).header).toContain('KV cache / token (BF16)');
+  });
+
+  it('--dtype bf16 on an f32 checkpoint halves the matrices in the params column', async () => {
+    const dir = await tinyLlama('f32-llama');
+    const { code, stdout } = await run(['plan', dir, '--tp', '2', '--dtype', 'bf16']);
+    expect(code).toBe(0);
+    expect(stdout.split('\n')[1]).toContain(' · F32, held as BF16 · ');
+    const { header } = memory(stdout);
+    expect(header).toContain('params (BF16)');
+    const json = JSON.parse((await run(['plan', dir, '--tp', '2', '--dtype', 'bf16', '--json'])).stdout);
+    expect(json.storageDtypes).toEqual(['bf16']);
+    const { matrices, vectors } = elements(json);
+    expect(json.totals.bytes).toBe((matrices + vectors) * 4);
+    expect(json.totals.paramBytes).toBe(matrices * 2 + vectors * 4);
+  });
+
+  it('--dtype f16 on bf16 weights is refused in one line naming a tensor, exit 1', async () => {
+    const dir = await tinyLlama('bf16-llama', 'bf16');
+    const { code, stdout, stderr } = await run(['plan', dir, '--dtype', 'f16']);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toMatch(/^tp: error \[dtype-unsupported\]: tensor "[^"]+": .*--dtype bf16.*\n$/);
+  });
+
+  it('an invalid value is a usage error naming the allowed values, exit 2', async () => {
+    for (const [flag, value, allowed] of [
+      ['--dtype', 'f8', 'auto, f32, f16, bf16'],
+      ['--dtype', 'float32', 'auto, f32, f16, bf16'],
+      ['--kv-dtype', 'auto', 'f32, f16, bf16'],
+      ['--kv-dtype', 'int8', 'f32, f16, bf16'],
+    ] as const) {
+      const { code, stderr } = await run(['plan', '/nonexistent/model', flag, value]);
+      expect(code, `${flag} ${value}`).toBe(2);
+      expect(stderr).toBe(`tp: ${flag} must be one of ${allowed}, got "${value}"\nRun "tp plan --help" for usage.\n`);
+    }
+  });
+
+  it('--help explains storage dtypes: auto = as stored, activations always f32', async () => {
+    const { stdout } = await run(['plan', '--help']);
+    for (const text of ['--dtype T', '--kv-dtype T', 'auto (default: as stored', 'Activations and accumulation are always f32', 'bf16', 'f16']) expect(stdout).toContain(text);
   });
 });
 

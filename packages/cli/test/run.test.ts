@@ -104,6 +104,8 @@ describe('tp run', () => {
       ['run', dir, 'hi', '--backend', 'tpu'],
       ['run', dir, '--tokens', '1,x'],
       ['run', dir, 'hi', '--bogus'],
+      ['run', dir, 'hi', '--dtype', 'f8'],
+      ['run', dir, 'hi', '--kv-dtype', 'auto'],
     ]) {
       const { code, stdout, stderr } = await runCli(argv);
       expect(code, argv.join(' ')).toBe(2);
@@ -122,6 +124,29 @@ describe('tp run', () => {
       expect(other.code).toBe(1);
       expect(other.stderr).toBe(`tp: error [backend-missing]: the ${name} backend is not available yet; use --backend cpu\n`);
     }
+  });
+});
+
+describe('tp run --dtype / --kv-dtype', () => {
+  it('an invalid value names the allowed values (usage, exit 2); bf16 weights asked as f16 are refused naming a tensor (exit 1)', async () => {
+    const bad = await runCli(['run', dir, 'hi', '--dtype', 'half']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('tp: --dtype must be one of auto, f32, f16, bf16, got "half"\nRun "tp run --help" for usage.\n');
+    const kv = await runCli(['run', dir, 'hi', '--kv-dtype', 'f64']);
+    expect(kv.code).toBe(2);
+    expect(kv.stderr).toBe('tp: --kv-dtype must be one of f32, f16, bf16, got "f64"\nRun "tp run --help" for usage.\n');
+    const bf16 = await tinyLlama('bf16-llama', 'bf16');
+    const refused = await runCli(['run', bf16, '--dtype', 'f16', '--json', 'hi']);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/^tp: error \[dtype-unsupported\]: tensor "[^"]+": .*\n$/);
+  });
+
+  it('--dtype bf16 runs (weights held as bf16, compute f32)', async () => {
+    const { code, stdout, stderr } = await runCli(['run', dir, '--tp', '2', '--max-new-tokens', '4', '--ignore-eos', '--dtype', 'bf16', '--json', 'Hello']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).tokens).toHaveLength(4);
   });
 });
 

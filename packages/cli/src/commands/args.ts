@@ -40,3 +40,36 @@ export function parsePositiveIntList(text: string, flag: string): number[] {
   if (new Set(values).size !== values.length) throw new UsageError(`${flag} lists a value twice: "${text}"`);
   return values;
 }
+
+/** One of `allowed`, case-insensitive: `--dtype BF16` is `bf16`. */
+export function parseChoice<T extends string>(text: string, flag: string, allowed: readonly T[]): T {
+  const value = text.trim().toLowerCase();
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${flag} must be one of ${allowed.join(', ')}, got "${text}"`);
+  return value as T;
+}
+
+export const DTYPE_CHOICES = ['auto', 'f32', 'f16', 'bf16'] as const;
+export const KV_DTYPE_CHOICES = ['f32', 'f16', 'bf16'] as const;
+export type DtypeChoice = (typeof DTYPE_CHOICES)[number];
+export type KvDtypeChoice = (typeof KV_DTYPE_CHOICES)[number];
+
+/** `--dtype` and `--kv-dtype` as parseArgs descriptors (plan, run and logits). */
+export const DTYPE_OPTIONS = {
+  dtype: { type: 'string' },
+  'kv-dtype': { type: 'string' },
+} as const;
+
+/** The help lines for `--dtype` and `--kv-dtype`. */
+export const DTYPE_HELP = `  --dtype T           what the weights are stored as on each rank: auto (default: as stored in
+                      the checkpoint, F64 as f32; widened to f32 where the backend cannot hold it),
+                      f32, f16 or bf16. Activations and accumulation are always f32. bf16 weights
+                      are never converted to f16 (a bf16 value can exceed f16's range)
+  --kv-dtype T        what the KV cache is stored as: f32 (default), f16 or bf16`;
+
+/** The values of `--dtype` and `--kv-dtype`, checked; undefined when not given. */
+export function parseDtypeFlags(values: { dtype?: string | undefined; 'kv-dtype'?: string | undefined }): { dtype?: DtypeChoice; kvDtype?: KvDtypeChoice } {
+  return {
+    ...(values.dtype !== undefined ? { dtype: parseChoice(values.dtype, '--dtype', DTYPE_CHOICES) } : {}),
+    ...(values['kv-dtype'] !== undefined ? { kvDtype: parseChoice(values['kv-dtype'], '--kv-dtype', KV_DTYPE_CHOICES) } : {}),
+  };
+}

@@ -4,7 +4,7 @@ import { float32ArrayJson } from '../format/floats.js';
 import { UsageError, type CliIo } from '../io.js';
 import { checkWritable, writeFileAtomic } from '../output.js';
 import { checkTokenIds, openSession, SESSION_HELP, SESSION_OPTIONS } from '../session.js';
-import { parsePositiveInt, parseTokenList } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parsePositiveInt, parseTokenList } from './args.js';
 
 export const logitsHelp = `Usage: tp logits <model-dir> (--tokens IDS | --text TEXT) [--out FILE] [options]
 
@@ -19,12 +19,14 @@ Options:
   --out FILE          write the JSON to FILE (all or nothing: a temporary file in the same folder,
                       then renamed); without --out the JSON goes to stdout
 ${SESSION_HELP}
+${DTYPE_HELP}
   -h, --help          show this help
 
 Examples:
   tp logits ./my-model --tokens 1,2,3 --tp 2 --out logits-tp2.json
   tp logits ./my-model --text "Hello world" --tp 4 > logits.json
   tp logits ./my-model --tokens 5,6,7 | jq '.logits | length'     # positions
+  tp logits ./my-model --tokens 1,2,3 --dtype f16 --out logits-f16.json  # weights held as f16
 `;
 
 export async function logitsCommand(argv: string[], io: CliIo): Promise<number> {
@@ -33,6 +35,7 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
     allowPositionals: true,
     options: {
       ...SESSION_OPTIONS,
+      ...DTYPE_OPTIONS,
       tokens: { type: 'string' },
       text: { type: 'string' },
       out: { type: 'string' },
@@ -49,11 +52,12 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
   if (values.text === '') throw new UsageError('--text is empty');
   const tokens = values.tokens === undefined ? undefined : parseTokenList(values.tokens, '--tokens');
   const tpSize = values.tp === undefined ? 1 : parsePositiveInt(values.tp, '--tp');
+  const dtypes = parseDtypeFlags(values);
   const out = values.out;
   if (out !== undefined) await checkWritable(out);
 
   // With --out, stdout stays empty and stderr shows progress; without it stdout is the JSON.
-  const { session } = await openSession(dir, tpSize, values, io, out === undefined);
+  const { session } = await openSession(dir, tpSize, values, io, out === undefined, dtypes);
   let json: string;
   let ids: number[];
   let vocab: number;

@@ -1,12 +1,12 @@
 /** `tp plan <dir>`: the tensor-parallel plan of a checkpoint, from its headers alone. */
 import { parseArgs } from 'node:util';
-import { analyzeModel, openCheckpoint, planTensorParallel, type Dtype } from '@tp/core';
+import { analyzeModel, openCheckpoint, planTensorParallel } from '@tp/core';
 import { renderPlan } from '../format/plan-table.js';
 import { UsageError, type CliIo } from '../io.js';
 import { readPolicy } from '../session.js';
-import { parsePositiveInt } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parsePositiveInt } from './args.js';
 
-export const planHelp = `Usage: tp plan <model-dir> [--tp N] [--json] [--policy file.json] [--vocab-parallel] [--grain N]
+export const planHelp = `Usage: tp plan <model-dir> [--tp N] [--json] [--policy file.json] [--vocab-parallel] [--grain N] [--dtype T] [--kv-dtype T]
 
 Decide, from config.json and the safetensors headers alone, how every weight of a Hugging Face
 checkpoint is split over N tensor-parallel ranks: no weight bytes are read, so this works for any
@@ -23,14 +23,16 @@ Options:
   --vocab-parallel    split the embedding and LM head by vocabulary (logits all-gathered) instead
                       of splitting the LM head by hidden (logits all-reduced)
   --grain N           split MLP and vocabulary widths in multiples of N (default 64)
-  --compute-dtype T   dtype weights take on the device, for the memory column (F32, F16, BF16;
-                      default: as stored)
+${DTYPE_HELP}
+                      (these set the memory columns: params in the storage dtype, KV bytes per token
+                      in the KV dtype)
   -h, --help          show this help
 
 Examples:
   tp plan ./Llama-3.2-1B --tp 4
   tp plan ./my-model --tp 8 --json > plan.json
   tp plan ./my-model --tp 2 --policy policy.json
+  tp plan ./my-model --tp 4 --dtype bf16 --kv-dtype bf16   # memory with bf16 weights and KV cache
 `;
 
 export async function planCommand(argv: string[], io: CliIo): Promise<number> {
@@ -43,7 +45,7 @@ export async function planCommand(argv: string[], io: CliIo): Promise<number> {
       policy: { type: 'string' },
       'vocab-parallel': { type: 'boolean' },
       grain: { type: 'string' },
-      'compute-dtype': { type: 'string' },
+      ...DTYPE_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -55,8 +57,7 @@ export async function planCommand(argv: string[], io: CliIo): Promise<number> {
   const dir = positionals[0]!;
   const tpSize = values.tp === undefined ? 2 : parsePositiveInt(values.tp, '--tp');
   const grain = values.grain === undefined ? undefined : parsePositiveInt(values.grain, '--grain');
-  const computeDtype = values['compute-dtype']?.toUpperCase();
-  if (computeDtype !== undefined && !['F32', 'F16', 'BF16'].includes(computeDtype)) throw new UsageError(`--compute-dtype must be F32, F16 or BF16, got ${values['compute-dtype']}`);
+  const { dtype, kvDtype } = parseDtypeFlags(values);
 
   const policy = await readPolicy(values.policy);
 
@@ -68,7 +69,8 @@ export async function planCommand(argv: string[], io: CliIo): Promise<number> {
       ...(policy !== undefined ? { policy } : {}),
       vocabParallel: values['vocab-parallel'] ?? false,
       ...(grain !== undefined ? { grain } : {}),
-      ...(computeDtype !== undefined ? { computeDtype: computeDtype as Dtype } : {}),
+      ...(dtype !== undefined ? { storageDtype: dtype } : {}),
+      ...(kvDtype !== undefined ? { kvDtype } : {}),
     });
     io.stdout(values.json ? `${JSON.stringify(plan, null, 1)}\n` : `${renderPlan(plan, dir)}\n`);
     return 0;

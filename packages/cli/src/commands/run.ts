@@ -5,7 +5,7 @@ import { checkTokenIds } from '../session.js';
 import { StreamingDecoder, visibleText } from '../format/text.js';
 import { UsageError, type CliIo } from '../io.js';
 import { openSession, SESSION_HELP, SESSION_OPTIONS } from '../session.js';
-import { parseNonNegativeInt, parseNumber, parsePositiveInt, parseTokenList } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parseNonNegativeInt, parseNumber, parsePositiveInt, parseTokenList } from './args.js';
 
 export const runHelp = `Usage: tp run <model-dir> <prompt>... [options]
 
@@ -16,6 +16,7 @@ batch; the first one streams and the others are printed when the batch ends.
 
 Options:
 ${SESSION_HELP}
+${DTYPE_HELP}
   --max-new-tokens N  tokens to generate per prompt (default 64)
   --temperature T     0 (default) = greedy; above 0 samples from softmax(logits / T)
   --top-k K           sample only among the K most likely tokens
@@ -37,6 +38,7 @@ Examples:
   tp run ./my-model --tp 4 --max-new-tokens 128 --temperature 0.8 --top-p 0.95 --seed 7 "Once upon a time"
   tp run ./my-model "First prompt" "Second prompt"           # a batch of two
   tp run ./my-model --tp 2 --json "Hello" | jq -r .text
+  tp run ./my-model --tp 2 --dtype bf16 --kv-dtype bf16 "Hello"   # half the weight memory
 `;
 
 interface SequenceTiming {
@@ -51,6 +53,7 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
     allowPositionals: true,
     options: {
       ...SESSION_OPTIONS,
+      ...DTYPE_OPTIONS,
       'max-new-tokens': { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },
@@ -82,8 +85,9 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
     ...(values.seed !== undefined ? { seed: parseNonNegativeInt(values.seed, '--seed') } : {}),
   };
   const json = values.json ?? false;
+  const dtypes = parseDtypeFlags(values);
 
-  const { session, loadMs } = await openSession(dir, tpSize, values, io, json);
+  const { session, loadMs } = await openSession(dir, tpSize, values, io, json, dtypes);
   try {
     const prompts: Array<string | number[]> = [...textPrompts, ...tokenPrompts];
     return await generate(session, prompts, sampling, { io, json, loadMs, tpSize, backend: session.backend.name });

@@ -40,6 +40,20 @@ export function collapseRows(plan: TPPlan): Row[] {
   return [...rows.values()];
 }
 
+/**
+ * The matrices' storage dtypes (`TPPlan.storageDtypes`), as the table shows them: `BF16`, or
+ * `BF16/F32` when mixed. Vectors (norm weights, biases) are always f32 and are not named.
+ */
+export function storageLabel(plan: TPPlan): string {
+  return plan.storageDtypes.length === 0 ? plan.model.dtype : plan.storageDtypes.map((d) => d.toUpperCase()).join('/');
+}
+
+/** The checkpoint's dtype, and what the weights are held as when that differs: `BF16`, `BF16, held as F32`. */
+function dtypeText(plan: TPPlan): string {
+  const held = storageLabel(plan);
+  return held === plan.model.dtype ? held : `${plan.model.dtype}, held as ${held}`;
+}
+
 export function renderPlan(plan: TPPlan, dir: string): string {
   const g = plan.geometry;
   const out: string[] = [];
@@ -47,7 +61,7 @@ export function renderPlan(plan: TPPlan, dir: string): string {
   const heads = `heads ${g.heads}${g.kvHeads !== g.heads ? ` (kv ${g.kvHeads})` : ''}${g.headDim ? `, head dim ${g.headDim}` : ''}`;
   out.push(`${dir}`);
   out.push(
-    `${plan.model.title} (${plan.model.modelType}) · ${plan.model.kind} · ${g.layers} layers · hidden ${g.hidden} · ${heads} · vocab ${g.vocab} · ${plan.model.dtype} · ${formatCount(params)} parameters`,
+    `${plan.model.title} (${plan.model.modelType}) · ${plan.model.kind} · ${g.layers} layers · hidden ${g.hidden} · ${heads} · vocab ${g.vocab} · ${dtypeText(plan)} · ${formatCount(params)} parameters`,
   );
   out.push(`tensor parallel over ${plan.tpSize} rank${plan.tpSize === 1 ? '' : 's'}${plan.options.policy ? ' (with a user policy)' : ''}`);
   out.push('');
@@ -92,7 +106,8 @@ export function renderPlan(plan: TPPlan, dir: string): string {
     totalKv === 0 ? '-' : formatBytes(r.kvCacheBytesPerToken),
   ]);
   memoryRows.push(['unsharded', formatBytes(plan.totals.bytes), formatBytes(plan.totals.paramBytes), '100%', totalKv === 0 ? '-' : formatBytes(totalKv)]);
-  out.push(renderTable(['', 'reads from disk', `params (${plan.options.computeDtype})`, 'of unsharded', 'KV cache / token'], memoryRows, [1, 2, 3, 4]));
+  const kvHeader = plan.options.kvDtype === 'f32' ? 'KV cache / token' : `KV cache / token (${plan.options.kvDtype.toUpperCase()})`;
+  out.push(renderTable(['', 'reads from disk', `params (${storageLabel(plan)})`, 'of unsharded', kvHeader], memoryRows, [1, 2, 3, 4]));
   for (const note of plan.notes) out.push(`note: ${note}`);
   for (const warning of plan.warnings) out.push(`warning: ${warning}`);
   return out.join('\n');

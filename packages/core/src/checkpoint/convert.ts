@@ -2,6 +2,7 @@
  * Element conversion to f32. Safetensors data is little-endian, as is every platform Node runs on
  * for this project, so bytes are reinterpreted directly.
  */
+import { DtypeError } from '../errors/index.js';
 import type { Dtype } from './dtype.js';
 
 const f16Table = buildF16Table();
@@ -67,8 +68,9 @@ export function f32ToBf16Bits(value: number): number {
 }
 
 /**
- * Convert raw little-endian bytes of `dtype` into a new Float32Array. Throws a plain Error for
- * types without a float meaning; callers wrap it with the tensor's name.
+ * Convert raw little-endian bytes of `dtype` into a new Float32Array. Throws a DtypeError
+ * (`dtype-unsupported`, no tensor named) for types without a float meaning; callers wrap it with the
+ * tensor's name.
  */
 export function bytesToF32(bytes: Uint8Array, dtype: Dtype): Float32Array {
   const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
@@ -82,6 +84,12 @@ export function bytesToF32(bytes: Uint8Array, dtype: Dtype): Float32Array {
     case 'F64':
       return Float32Array.from(new Float64Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 8));
     default:
-      throw new Error(`dtype ${dtype} cannot be converted to f32`);
+      throw new DtypeError({
+        dtype,
+        requested: 'f32',
+        supported: ['F32', 'F16', 'BF16', 'F64'],
+        detail: `${dtype} elements cannot be converted to f32`,
+        hint: 'Only F32, F16, BF16 and F64 tensors hold weights tp can compute with',
+      });
   }
 }

@@ -4,6 +4,7 @@
  * data may be produced lazily, so a large checkpoint is streamed and never held whole in memory.
  */
 import { open } from 'node:fs/promises';
+import { ArgumentError, CheckpointError } from '../errors/index.js';
 import { DTYPE_BITS, type Dtype } from './dtype.js';
 
 export interface TensorToWrite {
@@ -28,7 +29,7 @@ export function encodeSafetensorsHeader(
   header['__metadata__'] = metadata;
   let offset = 0;
   for (const t of tensors) {
-    if (t.name in header) throw new Error(`tensor ${t.name}: the name is used twice or is reserved`);
+    if (t.name in header) throw new ArgumentError({ argument: 'tensors', detail: `tensor "${t.name}": the name is used twice or is reserved` });
     const length = tensorByteLength(t.dtype, t.shape);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + length] };
     offset += length;
@@ -60,7 +61,11 @@ export async function writeSafetensors(file: string, tensors: readonly TensorToW
       const data = typeof t.data === 'function' ? t.data() : t.data;
       const expected = tensorByteLength(t.dtype, t.shape);
       if (data.byteLength !== expected) {
-        throw new Error(`tensor ${t.name}: ${data.byteLength} bytes given, shape [${t.shape.join(', ')}] of ${t.dtype} needs ${expected}`);
+        throw new CheckpointError('length-mismatch', {
+          file,
+          tensor: t.name,
+          detail: `${data.byteLength} bytes given, but shape [${t.shape.join(', ')}] of ${t.dtype} needs ${expected}`,
+        });
       }
       await write(data);
     }

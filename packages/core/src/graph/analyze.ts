@@ -3,8 +3,9 @@
  * normalised geometry, the repeated blocks and the tied-embedding decision. Reads no weight bytes.
  */
 import type { Checkpoint, Dtype } from '../checkpoint/index.js';
-import { ConfigError, ShapeError, UnsupportedModelError } from '../errors/index.js';
-import { createConfigReader, resolveGeometry, type Geometry } from './config.js';
+import { ConfigError, UnsupportedModelError } from '../errors/index.js';
+import { createConfigReader, resolveGeometry, resolveGeometrySources, type Geometry } from './config.js';
+import { checkConfigAgainstWeights } from './consistency.js';
 import type { FamilyDescriptor, LayoutKind, WeightRule } from './descriptor.js';
 import { findFamily, genericDescriptor } from './families/index.js';
 import { matchGeneric } from './generic.js';
@@ -152,7 +153,18 @@ export function analyzeModel(ckpt: Checkpoint): ModelGraph {
   }
 
   fillHeadDims(geometry, weights);
-  checkShapes(geometry, weights);
+  const blocks = findBlockLists(names);
+  checkConfigAgainstWeights({
+    descriptor,
+    config,
+    file: ckpt.configPath,
+    geometry,
+    sources: resolveGeometrySources(descriptor, config),
+    weights,
+    blocks,
+    generic: known === undefined,
+    featureAxis: (w, side) => featureAxis(w as WeightNode, side),
+  });
   const lmHead = findLmHead(descriptor, config.raw, weights);
   const byDtype = new Map<Dtype, number>();
   let totalBytes = 0;
@@ -171,7 +183,7 @@ export function analyzeModel(ckpt: Checkpoint): ModelGraph {
     descriptor,
     geometry,
     weights,
-    blocks: findBlockLists(names),
+    blocks,
     tree: buildModuleTree(names),
     lmHead,
     dtype,
@@ -217,45 +229,6 @@ function fillHeadDims(geometry: Geometry, weights: readonly WeightNode[]) {
   }
   const main = geometry.attention['self'] ?? Object.values(geometry.attention)[0];
   geometry.headDim = main?.headDim;
-}
-
-/** The split dimensions must agree with the config: heads, kv heads and head width. */
-function checkShapes(geometry: Geometry, weights: readonly WeightNode[]) {
-  for (const w of weights) {
-    if (w.attention === undefined || w.param !== 'weight' || w.headAxis !== undefined) continue;
-    const g = geometry.attention[w.attention];
-    if (g === undefined) continue;
-    const axis = featureAxis(w, w.role === 'attn.out' ? 'in' : 'out');
-    const size = w.shape[axis];
-    if (size === undefined) continue;
-    let units: number | undefined;
-    let what = '';
-    switch (w.role) {
-      case 'attn.q':
-      case 'attn.qk':
-      case 'attn.out':
-        units = g.heads;
-        what = `${g.heads} attention heads`;
-        break;
-      case 'attn.k':
-      case 'attn.v':
-        units = g.kvHeads;
-        what = `${g.kvHeads} key/value heads`;
-        break;
-      case 'attn.qkv':
-        units = w.layout === 'qkv-codegen' ? 3 * g.heads : g.heads + 2 * g.kvHeads;
-        what = w.layout === 'qkv-codegen' ? `q, v and k for ${g.heads} heads` : `${g.heads} query and 2 × ${g.kvHeads} key/value heads`;
-        break;
-      default:
-        continue;
-    }
-    const expectedWidth = g.headDim !== undefined && w.role !== 'attn.v' && w.role !== 'attn.out' ? units * g.headDim : undefined;
-    if (size % units !== 0 || (expectedWidth !== undefined && size !== expectedWidth && w.role !== 'attn.qkv')) {
-      const expected = [...w.shape];
-      expected[axis] = expectedWidth ?? Math.ceil(size / units) * units;
-      throw new ShapeError({ tensor: w.name, expected, actual: w.shape, why: `config.json (${what}${g.headDim ? ` of width ${g.headDim}` : ''})` });
-    }
-  }
 }
 
 function findLmHead(descriptor: FamilyDescriptor, raw: Record<string, unknown>, weights: readonly WeightNode[]): LmHeadInfo | undefined {

@@ -3,8 +3,8 @@
  * (`hidden_size`, `n_embd`, `d_model`...), the descriptor says which keys to try.
  */
 import type { HfConfig } from '../checkpoint/index.js';
-import { ConfigError } from '../errors/index.js';
-import type { AttentionKeys, ConfigReader, FamilyDescriptor, KeySpec } from './descriptor.js';
+import { ConfigError, InternalError } from '../errors/index.js';
+import type { AttentionKeys, ConfigReader, ConfigSource, FamilyDescriptor, KeySpec } from './descriptor.js';
 
 export interface AttentionGeometry {
   heads: number;
@@ -30,6 +30,11 @@ export interface Geometry {
 }
 
 export function createConfigReader(raw: HfConfig): ConfigReader {
+  return makeReader(raw, undefined);
+}
+
+/** A reader; `onRead` sees every key read that has a value (to say which keys a derived number used). */
+function makeReader(raw: HfConfig, onRead: ((path: string, value: unknown) => void) | undefined): ConfigReader {
   const lookup = (source: unknown, path: string): unknown => {
     let value: unknown = source;
     for (const part of path.split('.')) {
@@ -38,13 +43,20 @@ export function createConfigReader(raw: HfConfig): ConfigReader {
     }
     return value;
   };
-  const value = (path: string): unknown => {
+  /** The value and the path it was found at. */
+  const find = (path: string): { path: string; value: unknown } | undefined => {
     const direct = lookup(raw, path);
-    if (direct !== undefined && direct !== null) return direct;
+    if (direct !== undefined && direct !== null) return { path, value: direct };
     // Multimodal checkpoints nest the language model's numbers under text_config.
     const nested = lookup(raw, `text_config.${path}`);
-    return nested === null ? undefined : nested;
+    return nested === undefined || nested === null ? undefined : { path: `text_config.${path}`, value: nested };
   };
+  const value = (path: string): unknown => {
+    const found = find(path);
+    if (found !== undefined) onRead?.(found.path, found.value);
+    return found?.value;
+  };
+  const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   const reader: ConfigReader = {
     raw,
     value,
@@ -55,7 +67,23 @@ export function createConfigReader(raw: HfConfig): ConfigReader {
     number(spec) {
       for (const key of spec) {
         const v = typeof key === 'string' ? value(key) : key(reader);
-        if (typeof v === 'number' && Number.isFinite(v)) return v;
+        if (isNumber(v)) return v;
+      }
+      return undefined;
+    },
+    locate(spec) {
+      for (const key of spec) {
+        if (typeof key === 'string') {
+          const found = find(key);
+          if (found !== undefined && isNumber(found.value)) return { key: found.path, value: found.value, derived: false };
+          continue;
+        }
+        const reads: Array<{ path: string; value: unknown }> = [];
+        const v = key(makeReader(raw, (path, value) => reads.push({ path, value })));
+        if (isNumber(v)) {
+          const last = reads[reads.length - 1];
+          return last !== undefined ? { key: last.path, value: last.value, derived: true } : { key: String(v), value: v, derived: true };
+        }
       }
       return undefined;
     },
@@ -80,6 +108,64 @@ export const GENERIC_KEYS = {
   ],
   headDim: ['head_dim', 'kv_channels', 'd_kv', 'attention_head_size'],
 } satisfies Record<string, KeySpec>;
+
+/**
+ * Where a geometry number came from, for errors that name the config key to fix. `keys` are the keys
+ * the descriptor tries, in order; `key`/`value` the one that gave the number (or, when none did and a
+ * default applied, the first of `keys` and undefined); `note` says how a default or derived number
+ * was made.
+ */
+export interface GeometrySource extends ConfigSource {
+  readonly keys: readonly string[];
+  readonly note?: string;
+}
+
+export interface GeometrySources {
+  hidden: GeometrySource;
+  layers: GeometrySource;
+  vocab: GeometrySource;
+  intermediate: GeometrySource | undefined;
+  attention: Record<string, { heads: GeometrySource; kvHeads: GeometrySource; headDim: GeometrySource | undefined }>;
+}
+
+const stringKeys = (spec: KeySpec | undefined): string[] => (spec ?? []).filter((k): k is string => typeof k === 'string');
+
+/** The source of a spec's number, or undefined when the config does not set it. */
+export function sourceOf(config: ConfigReader, spec: KeySpec | undefined): GeometrySource | undefined {
+  if (spec === undefined) return undefined;
+  const found = config.locate(spec);
+  if (found === undefined) return undefined;
+  const keys = stringKeys(spec);
+  return {
+    ...found,
+    keys: keys.includes(found.key) ? keys : [...keys, found.key],
+    ...(found.derived ? { note: `derived from "${found.key}"${keys.length > 0 ? ` because ${keys.map((k) => `"${k}"`).join(', ')} ${keys.length === 1 ? 'is' : 'are'} not set` : ''}` } : {}),
+  };
+}
+
+/** Where each geometry number comes from (`resolveGeometry` must have accepted the config). */
+export function resolveGeometrySources(descriptor: FamilyDescriptor, config: ConfigReader): GeometrySources {
+  const required = (spec: KeySpec): GeometrySource => sourceOf(config, spec) ?? { key: stringKeys(spec)[0] ?? '?', value: undefined, derived: true, keys: stringKeys(spec) };
+  const attention: GeometrySources['attention'] = {};
+  for (const [group, spec] of Object.entries(descriptor.attention) as Array<[string, AttentionKeys]>) {
+    const heads = required(spec.heads);
+    const kv = sourceOf(config, spec.kvHeads);
+    const kvKeys = stringKeys(spec.kvHeads);
+    const kvHeads: GeometrySource =
+      kv ??
+      (kvKeys.length === 0
+        ? heads
+        : { key: kvKeys[0]!, value: undefined, derived: true, keys: kvKeys, note: `it defaults to "${heads.key}"` });
+    attention[group] = { heads, kvHeads, headDim: sourceOf(config, spec.headDim) };
+  }
+  return {
+    hidden: required(descriptor.config.hidden),
+    layers: required(descriptor.config.layers),
+    vocab: required(descriptor.config.vocab),
+    intermediate: sourceOf(config, descriptor.config.intermediate),
+    attention,
+  };
+}
 
 export function resolveGeometry(descriptor: FamilyDescriptor, config: ConfigReader, configPath: string): Geometry {
   const need = (what: string, spec: KeySpec): number => {
@@ -112,7 +198,7 @@ export function resolveGeometry(descriptor: FamilyDescriptor, config: ConfigRead
     attention[group] = { heads, kvHeads, headDim: optional(spec.headDim) };
   }
   const main = attention['self'] ?? Object.values(attention)[0];
-  if (main === undefined) throw new Error(`descriptor ${descriptor.modelType} declares no attention group`);
+  if (main === undefined) throw new InternalError(`the ${descriptor.modelType} descriptor declares no attention group`);
   const vocab = need('vocabulary size', descriptor.config.vocab);
   return {
     hidden: need('hidden size', descriptor.config.hidden),

@@ -4,6 +4,7 @@
  */
 import type { HfConfig } from '../checkpoint/index.js';
 import type { DecoderSpec } from './decoder-spec.js';
+import type { EncoderSpec } from './encoder-spec.js';
 import type { Role } from './roles.js';
 
 /**
@@ -12,10 +13,22 @@ import type { Role } from './roles.js';
  */
 export type KeySpec = ReadonlyArray<string | ((config: ConfigReader) => number | undefined)>;
 
+/** Where a number of the config came from. */
+export interface ConfigSource {
+  /** The key that set it, as a dotted path of config.json (`text_config.hidden_size` when nested). */
+  readonly key: string;
+  /** The key's raw value. */
+  readonly value: unknown;
+  /** True when a function of the config computed the number (`key` is then the last key it read). */
+  readonly derived: boolean;
+}
+
 export interface ConfigReader {
   readonly raw: HfConfig;
   /** The first key of `spec` that is present and a number (null counts as absent). */
   number(spec: KeySpec): number | undefined;
+  /** Which entry of `spec` gives `number(spec)`, or undefined when none does. */
+  locate(spec: KeySpec): ConfigSource | undefined;
   /** A raw value by dotted path, or undefined. */
   value(path: string): unknown;
   bool(path: string): boolean | undefined;
@@ -84,7 +97,15 @@ export interface FamilyDescriptor {
     paddedVocab?: KeySpec;
     experts?: KeySpec;
     expertsPerToken?: KeySpec;
+    /** Encoder–decoders whose encoder has its own depth or MLP width (checked against the encoder stack). */
+    encoderLayers?: KeySpec;
+    encoderIntermediate?: KeySpec;
   };
+  /**
+   * The stored blocks are shared by several layers (ALBERT's layer groups), so the number of stored
+   * blocks is not the number of layers and is not checked against it.
+   */
+  sharedLayers?: boolean;
   attention: Readonly<Record<string, AttentionKeys>>;
   /** `tie_word_embeddings` when config.json does not say (the HF class default). */
   tieDefault: boolean;
@@ -96,6 +117,10 @@ export interface FamilyDescriptor {
   weights: readonly WeightRule[];
   /** How the engine runs the family; absent when tp plans it but does not run it yet. */
   decoder?: (config: ConfigReader) => DecoderSpec;
+  /** How the engine runs an encoder family (kind `encoder`); absent when it does not run it yet. */
+  encoder?: (config: ConfigReader) => EncoderSpec;
+  /** Why the engine does not run this family yet (shown when a session is asked for it). */
+  engineGap?: string;
   /** Facts worth showing with a plan of this family (e.g. why DeepSpeed refuses it and we do not). */
   notes?: readonly string[];
 }

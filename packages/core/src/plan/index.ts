@@ -2,4 +2,5 @@ export * from './split.js';
 export * from './layouts.js';
 export * from './policy.js';
 export * from './types.js';
+export * from './storage.js';
 export * from './planner.js';

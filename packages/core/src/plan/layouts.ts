@@ -5,7 +5,7 @@
  * layouts; fused_shard_fixtures.json pins the expected ranges.
  */
 import type { LayoutKind } from '../graph/index.js';
-import { PlanError } from '../errors/index.js';
+import { InternalError, PlanError } from '../errors/index.js';
 import { headsToFeatures, mergeRanges, offsetRange, type HeadAssignment, type HeadShare, type Range } from './split.js';
 
 export interface FusedContext {
@@ -48,7 +48,7 @@ export function fusedQkvRanges(kind: LayoutKind, ctx: FusedContext, share: HeadS
     case 'qkv-codegen':
       return codegenRanges(ctx, rank, tp, hd);
     default:
-      throw new Error(`layout ${kind} is not a fused q/k/v layout`);
+      throw new InternalError(`layout ${kind} is not a fused q/k/v layout`);
   }
 }
 
@@ -153,6 +153,6 @@ export function canonicalQkvOrder(kind: LayoutKind, qHeads: number, kvHeads: num
       return order;
     }
     default:
-      throw new Error(`layout ${kind} is not a fused q/k/v layout`);
+      throw new InternalError(`layout ${kind} is not a fused q/k/v layout`);
   }
 }

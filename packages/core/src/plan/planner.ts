@@ -3,12 +3,14 @@
  * override it), head assignments and width splits decide the ranges, fused layouts map heads to rows,
  * and every column split feeding a row-parallel weight is checked to equal that weight's input split.
  */
-import { bytesPerElement, type Dtype } from '../checkpoint/index.js';
-import { ArgumentError, PlanError, ShapeError } from '../errors/index.js';
+import type { StorageDtype } from '../backend/index.js';
+import { bytesPerElement } from '../checkpoint/index.js';
+import { ArgumentError, InternalError, PlanError, ShapeError } from '../errors/index.js';
 import { featureAxis, genericName, isAttentionRole, type ModelGraph, type Role, type WeightNode } from '../graph/index.js';
 import { codegenLocalBlocks, codegenProblem, fusedHeadWidth, fusedQkvRanges, gateUpRanges, yuanProblem, yuanValueHeads } from './layouts.js';
 import { applyPolicy, parsePolicy, type Policy, type PolicyDecision, type SplitKind } from './policy.js';
 import { assignHeads, headSplitProblem, headsToFeatures, mergeRanges, rangeLength, splitWidth, type HeadAssignment, type Range } from './split.js';
+import { isFloatWeightDtype, kvStorageDtype, parseStorageRequest, parseSupportedStorage, storageBytes, storageDtypeFor, type StorageRequest } from './storage.js';
 import { PLAN_FORMAT_VERSION, type AttentionPlan, type LmHeadPlan, type RankSlice, type RankSummary, type TPPlan, type TensorPlan } from './types.js';
 
 export interface PlanOptions {
@@ -19,10 +21,24 @@ export interface PlanOptions {
   vocabParallel?: boolean;
   /** Split MLP and vocabulary widths in multiples of this (shrunk when it would not fit). Default 64. */
   grain?: number;
-  /** The dtype weights live in on the device (for parameter memory). Default: as stored. */
-  computeDtype?: Dtype;
-  /** The KV-cache dtype (for KV bytes per token). Default: the compute dtype. */
-  kvDtype?: Dtype;
+  /**
+   * What the matrices are stored as on the device (parameter memory): `auto` (default) keeps each
+   * matrix's checkpoint dtype when `supportedStorage` has it (F64 → f32) and widens to f32 otherwise;
+   * an explicit dtype converts every matrix, except bf16 → f16, which is refused. Vectors (norm
+   * weights, biases) are held as f32 whatever is asked. See `storageDtypeFor`.
+   */
+  storageDtype?: StorageRequest;
+  /** The KV cache's dtype (KV bytes per token). Default f32. */
+  kvDtype?: StorageDtype;
+  /** The storage dtypes the backend declares for weights (`Backend.storageDtypes`). Default: f32, f16 and bf16. */
+  supportedStorage?: readonly StorageDtype[];
+  /** The dtypes the backend's KV cache takes (`Backend.kvDtypes`). Default: f32, f16 and bf16. */
+  supportedKv?: readonly StorageDtype[];
+  /**
+   * Activations and accumulation are always f32; kept so older callers that pass `'F32'` still work.
+   * Anything else is refused (ask for a storage dtype instead).
+   */
+  computeDtype?: 'f32' | 'F32';
 }
 
 const COLUMN_ROLES = new Set<Role>(['attn.q', 'attn.k', 'attn.v', 'attn.qk', 'attn.qkv', 'attn.head_param', 'rel_bias', 'mlp.up', 'mlp.gate', 'mlp.gate_up', 'moe.expert.up', 'moe.expert.gate', 'moe.expert.gate_up']);
@@ -55,8 +71,15 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
   const grain = options.grain ?? 64;
   if (!Number.isInteger(grain) || grain < 1) throw new ArgumentError({ argument: 'grain', detail: `must be a positive integer, got ${grain}` });
   const vocabParallel = options.vocabParallel ?? false;
-  const computeDtype = options.computeDtype ?? graph.dtype;
-  const kvDtype = options.kvDtype ?? computeDtype;
+  if (options.computeDtype !== undefined && String(options.computeDtype).toLowerCase() !== 'f32') {
+    throw new ArgumentError({
+      argument: 'computeDtype',
+      detail: `activations and accumulation are always f32, got ${JSON.stringify(options.computeDtype)}; to hold the weights as f16 or bf16, set storageDtype`,
+    });
+  }
+  const storageDtype = parseStorageRequest(options.storageDtype ?? 'auto');
+  const supportedStorage = parseSupportedStorage(options.supportedStorage);
+  const kvDtype = kvStorageDtype(options.kvDtype ?? 'f32', options.supportedKv);
   const warnings = [...graph.warnings];
 
   const policy = options.policy === undefined ? undefined : isPolicy(options.policy) ? options.policy : parsePolicy(options.policy);
@@ -77,7 +100,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
     let a = heads.get(group);
     if (a === undefined) {
       const g = graph.geometry.attention[group];
-      if (g === undefined) throw new Error(`attention group ${group} has no geometry`);
+      if (g === undefined) throw new InternalError(`attention group ${group} has no geometry`);
       a = assignHeads(g.heads, g.kvHeads, tp, `attention (${group})`, validTp);
       heads.set(group, a);
     }
@@ -98,6 +121,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
     const d = decisions.get(w.name)!;
     const { dim, ranges } = rangesFor(w, d, { tp, grain, graph, headsOf, widths, vocabRanges, logical });
     const read = w.role !== 'buffer';
+    const storage = read && isFloatWeightDtype(w.dtype) ? storageDtypeFor(w, storageDtype, supportedStorage) : undefined;
     const ranks: RankSlice[] = ranges.map((r) => {
       const shape = w.shape.length === 0 ? [] : [...w.shape];
       if (shape.length > 0) shape[dim] = rangeLength(r);
@@ -108,6 +132,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
       name: w.name,
       shape: w.shape,
       dtype: w.dtype,
+      ...(storage !== undefined ? { storage } : {}),
       role: w.role,
       split: d.split,
       dim,
@@ -124,17 +149,26 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
 
   const attention = attentionPlans(graph, decisions, headsOf);
   const lmHead = lmHeadPlan(graph, tensors, vocabParallel, tp, grain);
-  const rankSummaries = summarizeRanks(graph, tensors, tp, computeDtype, kvDtype, headsOf, decisions);
-  const unshardedKv = kvCachedModules(graph).reduce((n, m) => n + graph.geometry.attention[m.attention]!.kvHeads * m.widthPerKvHead * bytesPerElement(kvDtype), 0);
-  const unshardedBytes = graph.weights.filter((w) => w.role !== 'buffer').reduce((n, w) => n + w.byteLength, 0);
-  const unshardedParams = graph.weights
-    .filter((w) => w.role !== 'buffer')
-    .reduce((n, w) => n + (w.byteLength / bytesPerElement(w.dtype)) * bytesPerElement(computeDtype), 0);
+  const rankSummaries = summarizeRanks(graph, tensors, tp, kvDtype, headsOf, decisions);
+  const unshardedKv = kvCachedModules(graph).reduce((n, m) => n + graph.geometry.attention[m.attention]!.kvHeads * m.widthPerKvHead * storageBytes(kvDtype), 0);
+  const byteLength = new Map(graph.weights.map((w) => [w.name, w.byteLength]));
+  const readTensors = tensors.filter((t) => t.read);
+  const unshardedBytes = readTensors.reduce((n, t) => n + byteLength.get(t.name)!, 0);
+  // storageDtypes names what the matrices are held as; vectors are f32 (see storageDtypeFor) and
+  // listing them would make every BF16 checkpoint read as "bf16, f32".
+  const storageTotals = new Map<StorageDtype, number>();
+  let unshardedParams = 0;
+  for (const t of readTensors) {
+    const bytes = paramBytesOf(t, t.shape, byteLength.get(t.name)!);
+    unshardedParams += bytes;
+    if (t.storage !== undefined && t.shape.length >= 2) storageTotals.set(t.storage, (storageTotals.get(t.storage) ?? 0) + bytes);
+  }
+  const storageDtypes = [...storageTotals].sort((a, b) => b[1] - a[1]).map(([d]) => d);
 
   return {
     formatVersion: PLAN_FORMAT_VERSION,
     tpSize: tp,
-    options: { vocabParallel, grain, computeDtype, kvDtype, policy: policy !== undefined },
+    options: { vocabParallel, grain, computeDtype: 'f32', storageDtype, supportedStorage, kvDtype, policy: policy !== undefined },
     model: {
       modelType: graph.modelType,
       family: graph.family,
@@ -143,6 +177,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
       architectures: graph.architectures,
       dtype: graph.dtype,
     },
+    storageDtypes,
     geometry: graph.geometry,
     attention,
     lmHead,
@@ -447,12 +482,11 @@ function summarizeRanks(
   graph: ModelGraph,
   tensors: readonly TensorPlan[],
   tp: number,
-  computeDtype: Dtype,
-  kvDtype: Dtype,
+  kvDtype: StorageDtype,
   headsOf: (g: string) => HeadAssignment,
   decisions: Map<string, Decision>,
 ): RankSummary[] {
-  const kvBytes = bytesPerElement(kvDtype);
+  const kvBytes = storageBytes(kvDtype);
   const cached = kvCachedModules(graph);
   return Array.from({ length: tp }, (_, rank) => {
     let bytesToRead = 0;
@@ -460,7 +494,7 @@ function summarizeRanks(
     for (const t of tensors) {
       const slice = t.ranks[rank]!;
       bytesToRead += slice.bytes;
-      if (t.read) paramBytes += (slice.bytes / bytesPerElement(t.dtype)) * bytesPerElement(computeDtype);
+      if (t.read) paramBytes += paramBytesOf(t, slice.shape, slice.bytes);
     }
     let kv = 0;
     for (const m of cached) {
@@ -471,6 +505,12 @@ function summarizeRanks(
     }
     return { rank, bytesToRead, paramBytes, kvCacheBytesPerToken: kv };
   });
+}
+
+/** Device bytes of a weight (or one rank's slice of it): elements × its storage dtype, or as stored when it has none. */
+function paramBytesOf(t: TensorPlan, shape: readonly number[], storedBytes: number): number {
+  if (t.storage === undefined) return storedBytes;
+  return shape.reduce((a, b) => a * b, 1) * storageBytes(t.storage);
 }
 
 /** Attention modules that keep a KV cache during generation: (k + v) width per kv head, per module. */

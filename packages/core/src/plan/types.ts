@@ -3,10 +3,12 @@
  * tensor says how it is split and, for every rank, which index ranges of its split dimension the rank
  * gathers — in the order the rank's local tensor is assembled.
  */
+import type { StorageDtype } from '../backend/index.js';
 import type { Dtype } from '../checkpoint/index.js';
 import type { Geometry, LayoutKind, Role } from '../graph/index.js';
 import type { Range } from './split.js';
 import type { SplitKind } from './policy.js';
+import type { StorageRequest } from './storage.js';
 
 export const PLAN_FORMAT_VERSION = 1;
 
@@ -35,7 +37,14 @@ export interface RankSlice {
 export interface TensorPlan {
   readonly name: string;
   readonly shape: readonly number[];
+  /** The dtype in the checkpoint. */
   readonly dtype: Dtype;
+  /**
+   * What the weight is held as on the device (`storageDtypeFor` of the plan's options): the requested
+   * dtype for a matrix, f32 for a vector (norm weight, bias). Present for every tensor that is read
+   * and floating point; absent for buffers that are not read and for non-float tensors.
+   */
+  readonly storage?: StorageDtype;
   readonly role: Role;
   readonly split: Split;
   readonly dim: number;
@@ -79,24 +88,46 @@ export interface RankSummary {
   readonly rank: number;
   /** Weight bytes this rank reads from disk. */
   readonly bytesToRead: number;
-  /** Parameter memory on the rank, in the compute dtype. */
+  /** Parameter memory on the rank: each weight in its storage dtype (`TensorPlan.storage`). */
   readonly paramBytes: number;
-  /** KV-cache bytes this rank adds per token of context (per sequence). */
+  /** KV-cache bytes this rank adds per token of context (per sequence), in the KV dtype. */
   readonly kvCacheBytesPerToken: number;
+}
+
+/** The options a plan was made with. */
+export interface PlanOptionsRecord {
+  readonly vocabParallel: boolean;
+  readonly grain: number;
+  /** Activations and accumulation: always f32. */
+  readonly computeDtype: 'f32';
+  /** The matrices' storage dtype as asked (`auto` = as stored; vectors are f32); each tensor's result is `TensorPlan.storage`. */
+  readonly storageDtype: StorageRequest;
+  /** What the backend stores, as the planner was told (all three by default). */
+  readonly supportedStorage: readonly StorageDtype[];
+  /** The KV cache's dtype. */
+  readonly kvDtype: StorageDtype;
+  readonly policy: boolean;
 }
 
 export interface TPPlan {
   readonly formatVersion: typeof PLAN_FORMAT_VERSION;
   readonly tpSize: number;
-  readonly options: { vocabParallel: boolean; grain: number; computeDtype: Dtype; kvDtype: Dtype; policy: boolean };
+  readonly options: PlanOptionsRecord;
   readonly model: {
     readonly modelType: string;
     readonly family: string;
     readonly title: string;
     readonly kind: 'causal' | 'seq2seq' | 'encoder';
     readonly architectures: readonly string[];
+    /** The checkpoint dtype holding most bytes. */
     readonly dtype: Dtype;
   };
+  /**
+   * The storage dtypes of the matrices that are read (rank ≥ 2), most bytes first (one entry unless
+   * mixed): what the model is "held as". Vectors (norm weights, biases) are always f32 and are not
+   * listed — a BF16 checkpoint under auto says `['bf16']`. Their bytes still count in `paramBytes`.
+   */
+  readonly storageDtypes: readonly StorageDtype[];
   readonly geometry: Geometry;
   readonly attention: readonly AttentionPlan[];
   readonly lmHead: LmHeadPlan | null;
@@ -104,6 +135,7 @@ export interface TPPlan {
   /** Per block list, the weights whose op is followed by an all-reduce. */
   readonly allReduces: ReadonlyArray<{ block: string; after: string[] }>;
   readonly ranks: readonly RankSummary[];
+  /** The unsharded model: bytes on disk, parameter memory (storage dtypes), KV bytes per token (KV dtype). */
   readonly totals: { bytes: number; paramBytes: number; kvCacheBytesPerToken: number };
   readonly warnings: readonly string[];
   readonly notes: readonly string[];

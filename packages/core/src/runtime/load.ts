@@ -28,15 +28,6 @@ export interface LoadProgress {
 /** The checkpoint dtypes that go to the device as they are; F64 is narrowed to f32 on the host. */
 const HOST_DTYPE: Partial<Record<Dtype, StorageDtype>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
-/**
- * Where a tensor is stored. Matrices (matmul weights, embedding tables) keep the plan's storage dtype;
- * vectors (norm weights, biases) are tiny and every kernel reads them as f32.
- */
-export function deviceStorage(t: TensorPlan): StorageDtype {
-  const planned = (t as TensorPlan & { storage?: StorageDtype }).storage ?? 'f32';
-  return t.shape.length >= 2 ? planned : 'f32';
-}
-
 export function loadShard(
   ckpt: Checkpoint,
   graph: ModelGraph,
@@ -57,7 +48,7 @@ export function loadShard(
     let host = hostOf(raw.bytes, raw.shape.length === 0 ? [1] : raw.shape, t);
     if (node.transposed && host.shape.length === 2) host = transpose(host);
     if (node.layout !== undefined && node.role === 'attn.qkv') host = reorderRows(host, qkvOrder(node, t, plan, rank.rank, host.shape[0]!));
-    const as = deviceStorage(t);
+    const as = t.storage ?? 'f32';
     tensors.set(t.name, upload(rank, host, as, t.name));
     if (plan.lmHead?.tied && plan.lmHead.split === 'row' && plan.lmHead.weight === t.name && t.split === 'replicate') {
       const [start, end] = plan.lmHead.ranks[rank.rank]!.ranges[0]!;

@@ -140,6 +140,7 @@ export class InferenceSession {
       storageDtype: dtype,
       kvDtype,
       supportedStorage: backend.storageDtypes,
+      supportedKv: backend.kvDtypes,
       ...(options.policy !== undefined ? { policy: options.policy } : {}),
       ...(options.grain !== undefined ? { grain: options.grain } : {}),
     });

@@ -2,14 +2,15 @@
  * In-memory checkpoints for planner tests: a config and a header (name → shape), no file. Planning
  * reads headers only, so this is all it needs.
  */
-import type { Checkpoint, Dtype, HfConfig, TensorInfo } from '../../src/index.js';
+import { tensorByteLength, type Checkpoint, type Dtype, type HfConfig, type TensorInfo } from '../../src/index.js';
 
-export function fakeCheckpoint(config: HfConfig, shapes: Record<string, readonly number[]>, dtype: Dtype = 'F32'): Checkpoint {
+/** `dtype` for every tensor, except those named in `dtypes`. */
+export function fakeCheckpoint(config: HfConfig, shapes: Record<string, readonly number[]>, dtype: Dtype = 'F32', dtypes: Record<string, Dtype> = {}): Checkpoint {
   const tensors = new Map<string, TensorInfo>();
   let offset = 0;
   for (const [name, shape] of Object.entries(shapes)) {
-    const byteLength = shape.reduce((a, b) => a * b, 1) * (dtype === 'F32' ? 4 : 2);
-    tensors.set(name, { name, dtype, shape: [...shape], file: 'fake.safetensors', offset, byteLength });
+    const byteLength = tensorByteLength(dtypes[name] ?? dtype, shape);
+    tensors.set(name, { name, dtype: dtypes[name] ?? dtype, shape: [...shape], file: 'fake.safetensors', offset, byteLength });
     offset += byteLength;
   }
   return {

@@ -4,14 +4,14 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { analyzeModel, openCheckpoint, planTensorParallel, type TPPlan } from '../../src/index.js';
+import { analyzeModel, openCheckpoint, planTensorParallel, type PlanOptions, type TPPlan } from '../../src/index.js';
 import { fakeCheckpoint } from '../helpers/fake.js';
 import { planViolations } from '../helpers/invariants.js';
 import { GOLDEN_DIR, hasShared, needsShared } from '../helpers/shared.js';
 
 type R = Array<[number, number]>;
 
-async function goldenPlan(folder: string, tp: number, options: { vocabParallel?: boolean } = {}): Promise<TPPlan> {
+async function goldenPlan(folder: string, tp: number, options: Omit<PlanOptions, 'tpSize'> = {}): Promise<TPPlan> {
   const ckpt = await openCheckpoint(path.join(GOLDEN_DIR, folder));
   try {
     return planTensorParallel(analyzeModel(ckpt), { tpSize: tp, ...options });
@@ -27,6 +27,11 @@ function expectSplit(plan: TPPlan, name: string, split: string, dim: number, ran
 }
 
 const whole = (n: number, tp: number): R[] => Array.from({ length: tp }, () => [[0, n]]);
+
+const count = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+/** Each rank's parameter bytes, from its tensors: matrices at `matrixBytes` per element, vectors (norms, biases) at f32. */
+const rankParamBytes = (p: TPPlan, matrixBytes: number) =>
+  p.ranks.map((_, r) => p.tensors.filter((t) => t.read).reduce((n, t) => n + count(t.ranks[r]!.shape) * (t.shape.length >= 2 ? matrixBytes : 4), 0));
 
 describe.skipIf(!hasShared)(`exact plans of golden checkpoints${needsShared}`, () => {
   it('llama (4 heads, 2 kv heads, head dim 16, mlp 128) at tp 2', async () => {
@@ -48,6 +53,29 @@ describe.skipIf(!hasShared)(`exact plans of golden checkpoints${needsShared}`, (
     expect(p.ranks.map((r) => r.kvCacheBytesPerToken)).toEqual([2 * 2 * 16 * 4, 2 * 2 * 16 * 4]);
     expect(p.totals.kvCacheBytesPerToken).toBe(2 * 2 * 2 * 16 * 4);
     expect(p.ranks[0]!.bytesToRead + p.ranks[1]!.bytesToRead).toBe(p.totals.bytes + 256 * 64 * 4 + 2 * (2 * 64 * 4) + 64 * 4);
+    // F32 weights, stored as they are (auto): parameter memory equals the bytes read; compute is f32.
+    expect(p.options).toMatchObject({ computeDtype: 'f32', storageDtype: 'auto', kvDtype: 'f32' });
+    expect(p.storageDtypes).toEqual(['f32']);
+    expect(p.tensors.every((t) => t.storage === 'f32')).toBe(true);
+    expect(p.ranks.map((r) => r.paramBytes)).toEqual(p.ranks.map((r) => r.bytesToRead));
+    expect(p.totals.paramBytes).toBe(p.totals.bytes);
+  });
+
+  it('llama with bf16 storage and a bf16 KV cache: matrices at half the bytes (vectors stay f32), half the KV bytes, the same bytes read', async () => {
+    const f32 = await goldenPlan('llama', 2);
+    const p = await goldenPlan('llama', 2, { storageDtype: 'bf16', kvDtype: 'bf16' });
+    expect(p.options).toMatchObject({ computeDtype: 'f32', storageDtype: 'bf16', kvDtype: 'bf16' });
+    expect(p.storageDtypes).toEqual(['bf16']);
+    for (const t of p.tensors) expect(t.storage, t.name).toBe(t.shape.length >= 2 ? 'bf16' : 'f32');
+    expect(f32.ranks.map((r) => r.paramBytes)).toEqual(rankParamBytes(f32, 4));
+    expect(p.ranks.map((r) => r.paramBytes)).toEqual(rankParamBytes(p, 2));
+    expect(p.ranks.map((r) => r.bytesToRead)).toEqual(f32.ranks.map((r) => r.bytesToRead));
+    expect(p.ranks.map((r) => r.kvCacheBytesPerToken)).toEqual([2 * 2 * 16 * 2, 2 * 2 * 16 * 2]);
+    const read = p.tensors.filter((t) => t.read);
+    const matrices = read.filter((t) => t.shape.length >= 2).reduce((n, t) => n + count(t.shape), 0);
+    const vectors = read.filter((t) => t.shape.length < 2).reduce((n, t) => n + count(t.shape), 0);
+    expect(matrices * 4 + vectors * 4).toBe(f32.totals.paramBytes);
+    expect(p.totals).toEqual({ bytes: f32.totals.bytes, paramBytes: matrices * 2 + vectors * 4, kvCacheBytesPerToken: 2 * 2 * 2 * 16 * 2 });
   });
 
   it('llama at tp 3 (uneven: kv heads 2 over 3 ranks) and tp 4 (kv heads replicated)', async () => {

@@ -24,7 +24,7 @@ export const roformer = bertLike({
   title: 'RoFormer',
   extra: [
     { match: 'encoder.embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' },
-    { match: 'embeddings_project', role: 'other' },
+    { match: 'embeddings_project', role: 'other', slot: 'project_in' },
   ],
 });
 
@@ -32,9 +32,9 @@ export const electra = bertLike({
   modelType: 'electra',
   title: 'ELECTRA',
   extra: [
-    { match: 'embeddings_project', role: 'other' },
-    { match: 'generator_predictions.dense', role: 'other' },
-    { match: 'generator_predictions.LayerNorm', role: 'norm' },
+    { match: 'embeddings_project', role: 'other', slot: 'project_in' },
+    { match: 'generator_predictions.dense', role: 'other', slot: 'mlm_dense' },
+    { match: 'generator_predictions.LayerNorm', role: 'norm', slot: 'mlm_norm' },
     { match: 'generator_lm_head', role: 'lm_head' },
     { match: 'discriminator_predictions.dense', role: 'other' },
     { match: 'discriminator_predictions.dense_prediction', role: 'other' },
@@ -46,8 +46,9 @@ export const esm = bertLike({
   title: 'ESM',
   extra: [
     { match: 'attention.self.rotary_embeddings', role: 'buffer' },
-    { match: 'attention.LayerNorm', role: 'norm' },
-    { match: 'emb_layer_norm_after', role: 'norm' },
+    { match: 'attention.LayerNorm', role: 'norm', slot: 'attn_norm' },
+    { match: 'emb_layer_norm_after', role: 'norm', slot: 'final_norm' },
+    { match: 'layer.#.LayerNorm', role: 'norm', slot: 'mlp_norm' },
     { match: 'LayerNorm', role: 'norm' },
     { match: 'contact_head.regression', role: 'other' },
   ],
@@ -80,16 +81,17 @@ export const albert = bertLike({
     { match: 'attention.key', role: 'attn.k' },
     { match: 'attention.value', role: 'attn.v' },
     { match: 'attention.dense', role: 'attn.out' },
-    { match: 'attention.LayerNorm', role: 'norm' },
+    { match: 'attention.LayerNorm', role: 'norm', slot: 'attn_norm' },
     { match: 'ffn', role: 'mlp.up' },
     { match: 'ffn_output', role: 'mlp.down' },
-    { match: 'full_layer_layer_norm', role: 'norm' },
-    { match: 'embedding_hidden_mapping_in', role: 'other' },
-    { match: 'predictions.dense', role: 'other' },
-    { match: 'predictions.LayerNorm', role: 'norm' },
+    { match: 'full_layer_layer_norm', role: 'norm', slot: 'mlp_norm' },
+    { match: 'embedding_hidden_mapping_in', role: 'other', slot: 'project_in' },
+    { match: 'predictions.dense', role: 'other', slot: 'mlm_dense' },
+    { match: 'predictions.LayerNorm', role: 'norm', slot: 'mlm_norm' },
     { match: 'predictions.decoder', role: 'lm_head' },
     { match: 'predictions', role: 'vocab_bias' },
   ],
+  sharedLayers: true,
   notes: ['ALBERT shares one set of layer weights across all layers (albert_layer_groups)'],
 });
 

@@ -1,6 +1,7 @@
 /** The registry of family descriptors, keyed by `model_type` (and aliases). */
 import type { ConfigReader, FamilyDescriptor } from '../descriptor.js';
 import { GENERIC_KEYS } from '../config.js';
+import { InternalError } from '../../errors/index.js';
 import { encoderFamily } from './encoders.js';
 import { gptFamily } from './gpt-family.js';
 import { llamaFamily } from './llama-family.js';
@@ -20,7 +21,7 @@ export const FAMILIES: readonly FamilyDescriptor[] = [
 const byType = new Map<string, FamilyDescriptor>();
 for (const family of FAMILIES) {
   for (const name of [family.modelType, ...(family.aliases ?? [])]) {
-    if (byType.has(name)) throw new Error(`two descriptors claim model_type "${name}"`);
+    if (byType.has(name)) throw new InternalError(`two descriptors claim model_type "${name}"`);
     byType.set(name, family);
   }
 }

@@ -1,6 +1,6 @@
 /** Encoder–decoders: T5 and the BART family. families.md §4.4. */
 import type { FamilyDescriptor } from '../descriptor.js';
-import { bartAttention, bartLike, t5Attention, t5AttentionGroups, t5Config, t5Rules } from './templates.js';
+import { bartAttention, bartConfig, bartLike, t5Attention, t5AttentionGroups, t5Config, t5Rules } from './templates.js';
 
 export const t5: FamilyDescriptor = {
   modelType: 't5',
@@ -38,6 +38,8 @@ export const pegasus = bartLike({ modelType: 'pegasus', title: 'Pegasus', extra:
 export const marian = bartLike({
   modelType: 'marian',
   title: 'Marian',
+  // The decoder (and LM head) may have a vocabulary of its own (share_encoder_decoder_embeddings: false).
+  config: { ...bartConfig, vocab: ['decoder_vocab_size', 'vocab_size'] },
   extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }],
 });
 export const m2m100 = bartLike({
@@ -78,7 +80,14 @@ export const fsmt: FamilyDescriptor = bartLike({
   title: 'FSMT',
   tieDefault: false,
   lmHeadIsEmbedding: true,
-  config: { hidden: ['d_model'], layers: ['decoder_layers'], vocab: ['tgt_vocab_size'], intermediate: ['decoder_ffn_dim'] },
+  config: {
+    hidden: ['d_model'],
+    layers: ['decoder_layers'],
+    vocab: ['tgt_vocab_size'],
+    intermediate: ['decoder_ffn_dim'],
+    encoderLayers: ['encoder_layers'],
+    encoderIntermediate: ['encoder_ffn_dim'],
+  },
   extra: [
     ...bartAttention('encoder', 'self_attn', 'enc'),
     { match: 'decoder.output_projection', role: 'lm_head', note: 'also the decoder input embedding (tied)' },

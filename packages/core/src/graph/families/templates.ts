@@ -4,6 +4,7 @@
  */
 import type { ConfigReader, FamilyDescriptor, KeySpec, WeightRule } from '../descriptor.js';
 import type { ActivationName, DecoderSpec, RopeScaling } from '../decoder-spec.js';
+import type { EncoderSpec } from '../encoder-spec.js';
 import { UnsupportedModelError } from '../../errors/index.js';
 
 export const keys = {
@@ -82,7 +83,7 @@ export const bertEmbeddings: readonly WeightRule[] = [
   { match: 'embeddings.word_embeddings', role: 'embed' },
   { match: 'embeddings.position_embeddings', role: 'pos_embed' },
   { match: 'embeddings.token_type_embeddings', role: 'type_embed' },
-  { match: 'embeddings.LayerNorm', role: 'norm' },
+  { match: 'embeddings.LayerNorm', role: 'norm', slot: 'embed_norm' },
   { match: 'embeddings.position_ids', role: 'buffer' },
   { match: 'embeddings.token_type_ids', role: 'buffer' },
 ];
@@ -92,24 +93,24 @@ export const bertLayer: readonly WeightRule[] = [
   { match: 'attention.self.key', role: 'attn.k' },
   { match: 'attention.self.value', role: 'attn.v' },
   { match: 'attention.output.dense', role: 'attn.out' },
-  { match: 'attention.output.LayerNorm', role: 'norm' },
+  { match: 'attention.output.LayerNorm', role: 'norm', slot: 'attn_norm' },
   { match: 'intermediate.dense', role: 'mlp.up' },
   { match: 'output.dense', role: 'mlp.down' },
-  { match: 'output.LayerNorm', role: 'norm' },
+  { match: 'output.LayerNorm', role: 'norm', slot: 'mlp_norm' },
 ];
 
 /** MLM heads: BERT's `cls.predictions.*` and RoBERTa's `lm_head.*` (decoder weight tied, bias stored). */
 export const mlmHeads: readonly WeightRule[] = [
-  { match: 'cls.predictions.transform.dense', role: 'other' },
-  { match: 'cls.predictions.transform.LayerNorm', role: 'norm' },
+  { match: 'cls.predictions.transform.dense', role: 'other', slot: 'mlm_dense' },
+  { match: 'cls.predictions.transform.LayerNorm', role: 'norm', slot: 'mlm_norm' },
   { match: 'cls.predictions.decoder', role: 'lm_head' },
   { match: 'cls.predictions', role: 'vocab_bias' },
   { match: 'cls.seq_relationship', role: 'other' },
-  { match: 'lm_head.dense', role: 'other' },
-  { match: 'lm_head.layer_norm', role: 'norm' },
+  { match: 'lm_head.dense', role: 'other', slot: 'mlm_dense' },
+  { match: 'lm_head.layer_norm', role: 'norm', slot: 'mlm_norm' },
   { match: 'lm_head.decoder', role: 'lm_head' },
   { match: 'lm_head', role: 'lm_head' },
-  { match: 'pooler.dense', role: 'other' },
+  { match: 'pooler.dense', role: 'other', slot: 'pooler' },
 ];
 
 export function bertLike(
@@ -160,6 +161,15 @@ export const bartAttentionGroups = {
   cross: { heads: ['decoder_attention_heads'] },
 } as const;
 
+export const bartConfig = {
+  hidden: ['d_model'],
+  layers: ['decoder_layers', 'num_hidden_layers'],
+  vocab: keys.vocab,
+  intermediate: ['decoder_ffn_dim'],
+  encoderLayers: ['encoder_layers'],
+  encoderIntermediate: ['encoder_ffn_dim'],
+} satisfies FamilyDescriptor['config'];
+
 export function bartLike(
   fields: Pick<FamilyDescriptor, 'modelType' | 'title'> &
     Partial<Omit<FamilyDescriptor, 'modelType' | 'title' | 'weights'>> & { extra?: readonly WeightRule[] },
@@ -168,7 +178,7 @@ export function bartLike(
   return {
     kind: 'seq2seq',
     tieDefault: true,
-    config: { hidden: ['d_model'], layers: ['decoder_layers', 'num_hidden_layers'], vocab: keys.vocab, intermediate: ['decoder_ffn_dim'] },
+    config: bartConfig,
     attention: bartAttentionGroups,
     ...rest,
     weights: [...extra, ...bartRules],
@@ -206,6 +216,8 @@ export const t5Config = {
   layers: ['num_decoder_layers', 'num_layers'],
   vocab: keys.vocab,
   intermediate: ['d_ff'],
+  encoderLayers: ['num_layers'],
+  encoderIntermediate: ['d_ff'],
 } satisfies FamilyDescriptor['config'];
 
 export const t5AttentionGroups = {
@@ -317,3 +329,43 @@ export const qwenWindow = (c: ConfigReader): Partial<DecoderSpec> => {
   const from = c.number(['max_window_layers']) ?? 0;
   return { window: (layer: number) => (layer >= from ? w : undefined) };
 };
+
+// ---- encoder specs (BERT family) ----------------------------------------------------------------
+
+/**
+ * The BERT encoder as transformers' BertModel computes it: word + position + token-type embeddings,
+ * LayerNorm, then post-norm layers (x = LN(x + attn(x)); x = LN(x + mlp(x))) with a plain MLP, and
+ * the MLM head `transform.dense → act → LayerNorm → decoder (tied) + bias`. Only absolute positions
+ * run: `relative_key` / `relative_key_query` add learned distance embeddings inside attention.
+ */
+export function bertEncoder(c: ConfigReader, extra: Partial<EncoderSpec> = {}): EncoderSpec {
+  const kind = c.value('position_embedding_type');
+  if (kind !== undefined && kind !== 'absolute' && extra.positions === undefined) {
+    throw new UnsupportedModelError({
+      modelType: String(c.value('model_type')),
+      reason: `position_embedding_type "${String(kind)}" (learned relative distances inside attention) is not implemented; "absolute" is`,
+    });
+  }
+  const act = activationOf(c, ['hidden_act'], 'gelu');
+  const mask = c.number(['mask_token_id']);
+  return {
+    norm: { kind: 'layer', eps: c.number(['layer_norm_eps']) ?? 1e-12 },
+    normPlacement: 'post',
+    residual: 'sequential',
+    positions: 'learned',
+    mlp: { activation: act, gated: false },
+    mlm: { activation: act },
+    ...tokenIds(c),
+    ...(mask !== undefined ? { maskTokenId: mask } : {}),
+    ...extra,
+  };
+}
+
+/**
+ * RoBERTa's positions count real tokens from padding_idx + 1 (transformers'
+ * create_position_ids_from_input_ids), and its LM head always uses GELU whatever hidden_act says.
+ */
+export function robertaEncoder(c: ConfigReader, extra: Partial<EncoderSpec> = {}): EncoderSpec {
+  const pad = c.number(['pad_token_id']) ?? 1;
+  return bertEncoder(c, { positionOffset: pad + 1, padPosition: -1, mlm: { activation: 'gelu' }, ...extra });
+}
