@@ -20,7 +20,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeMachine, machineInfo, renderBenchTable } from '@tp/cli';
+import { describeBenchCells, describeMachine, machineInfo, renderBenchChart, renderBenchReport } from '@tp/cli';
 import { DTYPE_INFO, PRESETS, writeTinyModel } from '@tp/tiny-models';
 
 const PRESET = 'bench-llama-134m';
@@ -95,10 +95,10 @@ async function benchOne(dtype) {
   await ensureModel(dtype);
   const modelDir = modelDirFor(dtype);
   // tp bench, as a user would run it. Its progress (stderr) is shown as it comes; stdout is JSON lines.
-  const args = ['bench', rel(modelDir), '--tp', '1,2', '--backend', 'cpu', '--prompt', '16', '--new', '64', ...tpDtypeArgs, ...passThrough, '--json'];
+  const args = ['bench', rel(modelDir), '--tp', '1,2', '--batch', '1,4,16', '--backend', 'cpu', '--prompt', '16', '--new', '64', ...tpDtypeArgs, ...passThrough, '--json'];
   const command = `node ${rel(bin)} ${args.join(' ')}`;
   say(`running: ${command}`);
-  say('this loads the model once per tp size and runs 1 warm-up + 3 timed generations each; a few minutes on a small machine');
+  say('this loads the model once per tp size and runs 1 warm-up + 3 timed generations per (tp, batch) cell; several minutes on a small machine');
   const started = performance.now();
   const stdout = await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -116,13 +116,15 @@ async function benchOne(dtype) {
   const lines = stdout.split('\n').filter((l) => l.trim() !== '');
   const results = lines.map((l) => JSON.parse(l));
 
-  const table = renderBenchTable(results);
+  const table = renderBenchReport(results);
   const machine = results[0]?.machine ?? machineInfo();
   const date = new Date().toISOString().slice(0, 10);
   await mkdir(resultsDir, { recursive: true });
   const base = dtype === 'f32' ? `cpu-${date}` : `cpu-${dtype}-${date}`;
   const md = path.join(resultsDir, `${base}.md`);
   const jsonl = path.join(resultsDir, `${base}.jsonl`);
+  const svg = path.join(resultsDir, `${base}.svg`);
+  await writeFile(svg, renderBenchChart(results, { title: describeBenchCells(results).split('\n')[0] }));
   const weights =
     dtype === 'f32'
       ? PRESETS[PRESET].description
@@ -144,17 +146,21 @@ ${command}
 ${table}
 \`\`\`
 
+![tp bench chart](${path.basename(svg)})
+
 - load s: wall time of \`initInference\` (plan, start one worker per rank, each rank reads its share of the weights).
-- prefill ms: time to the first generated token, i.e. a forward over the ${results[0]?.prompt_tokens ?? 16}-token random prompt.
-- decode ms/token: time per generated token after the first (greedy, no early stop).
-- peak RSS MiB: the highest resident memory of the process (ranks are threads of one process), as the ranks sampled it.
-- Times are the median of ${results[0]?.runs ?? 3} runs after one warm-up generation; per-run values are in [${path.basename(jsonl)}](${path.basename(jsonl)}).
+- prefill ms: time to the first generated token, i.e. a forward over the ${results[0]?.prompt_tokens ?? 16}-token random prompts of the batch.
+- decode ms/token: per sequence, the median (and p90) of the decode steps, prefill excluded (greedy, no early stop).
+- tokens/s: generated tokens per second over the whole batch (and per rank).
+- GB/s: bytes of weights each rank reads per decode step plus the KV cache read, ÷ the median step time; share: of the machine's read bandwidth measured at the start of the run.
+- FLOP/s: 2 × parameters used per token × tokens ÷ time (attention's q·k and value mix not counted).
+- Each (tp, batch) cell: one warm-up generation, then ${results[0]?.runs ?? 3} timed runs; every number is in [${path.basename(jsonl)}](${path.basename(jsonl)}).
 `;
   await writeFile(md, report);
   await writeFile(jsonl, `${lines.join('\n')}\n`);
   console.log(`\n${dtypes.length > 1 ? `${dtype}\n` : ''}${table}\n`);
   console.log(`machine: ${describeMachine(machine)}`);
-  say(`wrote ${rel(md)} and ${rel(jsonl)}`);
+  say(`wrote ${rel(md)}, ${rel(jsonl)} and ${rel(svg)}`);
 }
 
 for (const dtype of dtypes) await benchOne(dtype);
