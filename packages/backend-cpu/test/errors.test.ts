@@ -9,13 +9,14 @@ const tiny = useTinyModels();
 const llama = () => tiny('llama', { family: 'llama', vocab: 300, seed: 1, tokenizer: false });
 
 describe('initInference', () => {
-  test.skipIf(!hasGolden)(`an encoder model (bert golden) is refused with UnsupportedModelError (unsupported-model)${needsGolden}`, async () => {
-    const error = await expectTpError(initInference(goldenDir('bert'), { backend }), 'unsupported-model', { modelType: 'bert' });
+  test.skipIf(!hasGolden)(`an encoder the engine does not run (nezha golden) is refused with UnsupportedModelError (unsupported-model), saying why${needsGolden}`, async () => {
+    const error = await expectTpError(initInference(goldenDir('nezha'), { backend }), 'unsupported-model', { modelType: 'nezha' });
     expect(error).toBeInstanceOf(UnsupportedModelError);
+    expect(error['reason']).toMatch(/functional relative positions/);
   });
 
-  test.skipIf(!hasGolden)(`a seq2seq model (t5 golden) is refused with unsupported-model${needsGolden}`, async () => {
-    await expectTpError(initInference(goldenDir('t5'), { backend }), 'unsupported-model', { modelType: 't5' });
+  test.skipIf(!hasGolden)(`an encoder–decoder the engine does not run (longt5 golden) is refused with unsupported-model${needsGolden}`, async () => {
+    await expectTpError(initInference(goldenDir('longt5'), { backend }), 'unsupported-model', { modelType: 'longt5' });
   });
 
   test.each([0, -1, 1.5, Number.NaN])('tpSize %s is invalid-argument', async (tpSize) => {

@@ -11,7 +11,7 @@ export const TRANSFORMERS_VERSION = '4.57.6';
 export function buildConfig(spec: FamilySpec, d: Dims, dtype: TinyDtype): PyObject {
   return {
     ...spec.config(d),
-    architectures: [spec.architecture],
+    architectures: [(d.variant !== undefined ? spec.variants?.[d.variant]?.architecture : undefined) ?? spec.architecture],
     model_type: spec.modelType,
     dtype: DTYPE_INFO[dtype].torch,
     transformers_version: TRANSFORMERS_VERSION,
@@ -24,7 +24,7 @@ export function buildConfig(spec: FamilySpec, d: Dims, dtype: TinyDtype): PyObje
   };
 }
 
-const GENERATION_KEYS = ['bos_token_id', 'eos_token_id', 'pad_token_id', 'decoder_start_token_id'] as const;
+const GENERATION_KEYS = ['bos_token_id', 'eos_token_id', 'pad_token_id', 'decoder_start_token_id', 'forced_eos_token_id'] as const;
 
 /** What `GenerationConfig.from_model_config` keeps: the special ids, and use_cache when it is off. */
 export function buildGenerationConfig(config: PyObject): PyObject {

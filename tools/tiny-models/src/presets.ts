@@ -15,4 +15,8 @@ export const PRESETS: Readonly<Record<string, Preset>> = {
     description: 'a small llama for demos (hidden 256, 4 layers, 8 heads, 4 kv heads, vocab 512, f32)',
     options: { family: 'llama', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 512, vocab: 512, maxPositions: 512, dtype: 'f32' },
   },
+  'demo-t5': {
+    description: 'a small T5 v1.1 (gated-GELU, untied head) for the text2text demo (d_model 256, 4 + 4 layers, 8 heads, vocab 512, f32)',
+    options: { family: 't5', hidden: 256, layers: 4, heads: 8, intermediate: 512, vocab: 512, maxPositions: 512, dtype: 'f32' },
+  },
 };

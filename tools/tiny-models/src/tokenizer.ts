@@ -23,18 +23,20 @@ export function byteToUnicode(): string[] {
 /** GPT-2's pre-tokenizer split (contractions, letters, digits, other, whitespace). */
 const PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
+type Role = 'bos' | 'eos' | 'pad' | 'unk' | 'mask';
+
 export interface SpecialToken {
   readonly id: number;
   readonly content: string;
-  readonly roles: ReadonlyArray<'bos' | 'eos' | 'pad' | 'unk'>;
+  readonly roles: ReadonlyArray<Role>;
 }
 
 /** The family's special tokens at their config ids; `<unk>` (when the family has one) on the lowest free id. */
 export function specialTokens(spec: FamilySpec, d: Dims): SpecialToken[] {
-  const names = { bos: '<s>', eos: '</s>', pad: '<pad>', unk: '<unk>', ...spec.tokenNames };
-  const byId = new Map<number, { content: string; roles: Array<'bos' | 'eos' | 'pad' | 'unk'> }>();
+  const names = { bos: '<s>', eos: '</s>', pad: '<pad>', unk: '<unk>', mask: '<mask>', ...spec.tokenNames };
+  const byId = new Map<number, { content: string; roles: Role[] }>();
   // eos first: when bos and eos share an id (opt) the token is the eos one, as in OPT's own tokenizer
-  for (const role of ['eos', 'bos', 'pad'] as const) {
+  for (const role of ['eos', 'bos', 'pad', 'mask'] as const) {
     const id = d.special[role];
     const content = names[role];
     if (id === undefined || content === undefined) continue;
@@ -211,8 +213,8 @@ export function buildTokenizer(spec: FamilySpec, d: Dims): TokenizerFiles {
     ],
   ]);
 
-  const tokenFor = (role: 'bos' | 'eos' | 'pad' | 'unk') => specials.find((t) => t.roles.includes(role))?.content;
-  const roles = { bos_token: tokenFor('bos'), eos_token: tokenFor('eos'), pad_token: tokenFor('pad'), unk_token: tokenFor('unk') };
+  const tokenFor = (role: Role) => specials.find((t) => t.roles.includes(role))?.content;
+  const roles = { bos_token: tokenFor('bos'), eos_token: tokenFor('eos'), pad_token: tokenFor('pad'), unk_token: tokenFor('unk'), mask_token: tokenFor('mask') };
   const tokenizerConfig: PyJson = {
     ...(spec.addBos === true ? { add_bos_token: addBos, add_eos_token: false } : {}),
     added_tokens_decoder: Object.fromEntries(specials.map((t) => [String(t.id), { content: t.content, ...TOKEN_FLAGS, special: true }])),

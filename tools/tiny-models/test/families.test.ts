@@ -23,9 +23,12 @@ const CASES = FAMILY_NAMES.flatMap((family): Case[] => {
 });
 
 describe('every family analyses and plans in @tp/core', () => {
-  it('covers the 21 decoder families and 5 variants', () => {
-    expect(FAMILY_NAMES).toHaveLength(21);
-    expect(CASES).toHaveLength(24);
+  it('covers the 21 decoder families and 5 variants, BERT (2 variants), and the T5 (2 variants) and BART encoder–decoders', () => {
+    expect(FAMILY_NAMES).toHaveLength(24);
+    expect(FAMILY_NAMES.slice(-3)).toEqual(['bert', 't5', 'bart']);
+    expect(CASES).toHaveLength(29);
+    expect(familyVariants('t5')).toEqual(['v1_1', 'v1_0']);
+    expect(familyVariants('bert')).toEqual(['mlm', 'pretraining']);
     expect(familyVariants('falcon')).toEqual(['multi_query', 'new_arch', 'alibi_mha']);
     expect(familyVariants('gpt_bigcode')).toEqual(['mqa', 'mha']);
   });

@@ -8,9 +8,17 @@ export interface Golden {
   model_type: string;
   kind: 'causal' | 'seq2seq' | 'encoder';
   input_ids: number[][];
-  /** causal: [B][T][V] */
+  /** causal: [B][T][V] next-token logits; encoder: [B][T][V] masked-LM logits (absent without a head); seq2seq: [B][D][V] decoder logits. */
   logits: number[][][];
-  greedy?: { new_tokens: number[][]; step_logits: number[][][] };
+  greedy?: { new_tokens: number[][]; step_logits: number[][][]; sequences?: number[][] };
+  /** encoder: [B][T] segment ids, where the family has two or more segment types. */
+  token_type_ids?: number[][];
+  /** encoder: [B][T][H] the base model's last hidden state. */
+  last_hidden_state?: number[][][];
+  /** seq2seq: [B][D] decoder inputs (the first is the decoder start token). */
+  decoder_input_ids?: number[][];
+  /** seq2seq: [B][T][H]. */
+  encoder_last_hidden_state?: number[][][];
 }
 
 const cache = new Map<string, Golden>();

@@ -1,5 +1,6 @@
 /** `tp logits <dir> --tokens 1,2,3`: the logits at every position, as JSON (for comparisons). */
 import { parseArgs } from 'node:util';
+import { ArgumentError } from '@tp/core';
 import { float32ArrayJson } from '../format/floats.js';
 import { UsageError, type CliIo } from '../io.js';
 import { checkWritable, writeFileAtomic } from '../output.js';
@@ -12,10 +13,18 @@ Run one forward pass over a sequence with tensor parallelism and write the logit
 {"tokens": [t0, t1, ...], "logits": [[V floats for position 0], [V floats for position 1], ...]}
 Each float is written with the fewest digits that read back as the same float32. Use it to compare
 tp against another implementation (e.g. transformers) or one tp size against another.
+A causal model writes its next-token logits; an encoder (BERT family) its masked-LM logits, and with
+--hidden also "hidden": [[H floats] per position], its last hidden state (an encoder without an MLM
+head, such as Splinter, writes no "logits" and needs --hidden). An encoder–decoder (T5, BART…)
+writes the decoder logits of each decoder position and "decoder_tokens" (default: the decoder start
+token alone); --hidden adds the encoder's last hidden state of each input position.
 
 Options:
   --tokens IDS        the input as token ids separated by commas, e.g. --tokens 1,2,3
   --text TEXT         the input as text, encoded with the checkpoint's tokenizer.json
+  --token-types IDS   encoders: the segment id of each token (default all 0), e.g. 0,0,1
+  --hidden            encoders: also write the last hidden state of every position
+  --decoder-tokens IDS  encoder–decoder models: the decoder input (default: the decoder start token)
   --out FILE          write the JSON to FILE (all or nothing: a temporary file in the same folder,
                       then renamed); without --out the JSON goes to stdout
 ${SESSION_HELP}
@@ -27,6 +36,8 @@ Examples:
   tp logits ./my-model --text "Hello world" --tp 4 > logits.json
   tp logits ./my-model --tokens 5,6,7 | jq '.logits | length'     # positions
   tp logits ./my-model --tokens 1,2,3 --dtype f16 --out logits-f16.json  # weights held as f16
+  tp logits ./my-bert --tokens 101,7592,102 --token-types 0,0,0 --hidden --out bert.json
+  tp logits ./t5-small --tokens 13959,1566,12,2968,10,8774,1 --decoder-tokens 0,8774 --out t5.json
 `;
 
 export async function logitsCommand(argv: string[], io: CliIo): Promise<number> {
@@ -39,6 +50,9 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
       tokens: { type: 'string' },
       text: { type: 'string' },
       out: { type: 'string' },
+      'token-types': { type: 'string' },
+      hidden: { type: 'boolean' },
+      'decoder-tokens': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -51,6 +65,11 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
   if ((values.tokens === undefined) === (values.text === undefined)) throw new UsageError('tp logits needs either --tokens 1,2,3 or --text "..." (one of them)');
   if (values.text === '') throw new UsageError('--text is empty');
   const tokens = values.tokens === undefined ? undefined : parseTokenList(values.tokens, '--tokens');
+  const tokenTypes = values['token-types'] === undefined ? undefined : parseTokenList(values['token-types'], '--token-types');
+  if (tokenTypes !== undefined && tokens !== undefined && tokenTypes.length !== tokens.length) {
+    throw new UsageError(`--token-types has ${tokenTypes.length} ids but --tokens has ${tokens.length}; give one segment id per token`);
+  }
+  const decoderTokens = values['decoder-tokens'] === undefined ? undefined : parseTokenList(values['decoder-tokens'], '--decoder-tokens');
   const tpSize = values.tp === undefined ? 1 : parsePositiveInt(values.tp, '--tp');
   const dtypes = parseDtypeFlags(values);
   const out = values.out;
@@ -59,16 +78,55 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
   // With --out, stdout stays empty and stderr shows progress; without it stdout is the JSON.
   const { session } = await openSession(dir, tpSize, values, io, out === undefined, dtypes);
   let json: string;
-  let ids: number[];
-  let vocab: number;
+  let summary: string;
   try {
-    ids = tokens ?? session.encode(values.text!);
+    const ids = tokens ?? session.encode(values.text!);
     checkTokenIds(session, ids);
-    const [logits] = await session.logits([ids]);
-    vocab = logits!.length / ids.length;
-    const rows: string[] = [];
-    for (let t = 0; t < ids.length; t++) rows.push(float32ArrayJson(logits!.subarray(t * vocab, (t + 1) * vocab)));
-    json = `{"tokens": ${JSON.stringify(ids)}, "logits": [\n${rows.join(',\n')}\n]}\n`;
+    const kind = session.graph.kind;
+    const encoder = kind === 'encoder';
+    if ((kind === 'causal' && values.hidden) || (!encoder && tokenTypes !== undefined)) {
+      throw new ArgumentError({ argument: values.hidden ? 'hidden' : 'token-types', detail: `--${values.hidden ? 'hidden' : 'token-types'} is for encoders${values.hidden ? ' and encoder–decoders' : ''}; ${session.graph.title} is a ${kind} model` });
+    }
+    if (values['decoder-tokens'] !== undefined && kind !== 'seq2seq') {
+      throw new ArgumentError({ argument: 'decoder-tokens', detail: `--decoder-tokens is for encoder–decoder models; ${session.graph.title} is a ${kind} model` });
+    }
+    if (tokenTypes !== undefined && tokenTypes.length !== ids.length) {
+      throw new UsageError(`--token-types has ${tokenTypes.length} ids but the text encodes to ${ids.length} tokens; give one segment id per token`);
+    }
+    const wantLogits = !encoder || session.plan.lmHead !== null;
+    if (!wantLogits && !values.hidden) {
+      throw new ArgumentError({ argument: 'hidden', detail: `${session.graph.title} (${dir}) has no masked-LM head, so it has no logits; pass --hidden to write its last hidden state` });
+    }
+    let logits: Float32Array | undefined;
+    let hidden: Float32Array | undefined;
+    let decoderIds: number[] | undefined;
+    if (kind === 'seq2seq') {
+      const [result] = await session.seq2seqLogits([ids], { ...(decoderTokens ? { decoderTokens: [decoderTokens] } : {}), hidden: values.hidden === true });
+      logits = result!.logits;
+      hidden = result!.hidden;
+      decoderIds = result!.decoderTokens;
+    } else if (encoder) {
+      const [result] = await session.encoderOutputs([{ tokens: ids, ...(tokenTypes ? { tokenTypes } : {}) }], { hidden: values.hidden === true, logits: wantLogits });
+      logits = result!.logits;
+      hidden = result!.hidden;
+    } else {
+      [logits] = await session.logits([ids]);
+    }
+    const parts = [`{"tokens": ${JSON.stringify(ids)}`];
+    const sizes: string[] = [];
+    if (decoderIds) parts.push(`"decoder_tokens": ${JSON.stringify(decoderIds)}`);
+    if (logits) {
+      // An encoder–decoder's logits are the decoder's, one row per decoder position.
+      const rows = decoderIds?.length ?? ids.length;
+      parts.push(`"logits": ${matrixJson(logits, rows)}`);
+      sizes.push(`logits [${rows} ${decoderIds ? 'decoder ' : ''}positions × ${logits.length / rows} vocabulary]`);
+    }
+    if (hidden) {
+      parts.push(`"hidden": ${matrixJson(hidden, ids.length)}`);
+      sizes.push(`hidden [${ids.length} positions × ${hidden.length / ids.length}]`);
+    }
+    json = `${parts.join(', ')}}\n`;
+    summary = sizes.join(', ');
   } finally {
     await session.dispose();
   }
@@ -76,7 +134,15 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
     io.stdout(json);
   } else {
     await writeFileAtomic(out, json);
-    io.stderr(`wrote ${out}: logits [${ids.length} positions × ${vocab} vocabulary]\n`);
+    io.stderr(`wrote ${out}: ${summary}\n`);
   }
   return 0;
+}
+
+/** [rows × width] floats as a JSON array of rows, one row per line. */
+function matrixJson(data: Float32Array, rows: number): string {
+  const width = data.length / rows;
+  const out: string[] = [];
+  for (let t = 0; t < rows; t++) out.push(float32ArrayJson(data.subarray(t * width, (t + 1) * width)));
+  return `[\n${out.join(',\n')}\n]`;
 }

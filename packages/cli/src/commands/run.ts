@@ -1,6 +1,6 @@
 /** `tp run <dir> "prompt"`: generate text with tensor parallelism, streaming tokens as they come. */
 import { parseArgs } from 'node:util';
-import type { GenerateOptions, GenerateResult, InferenceSession } from '@tp/core';
+import { ArgumentError, fillOne, type GenerateOptions, type GenerateResult, type InferenceSession } from '@tp/core';
 import { checkTokenIds } from '../session.js';
 import { StreamingDecoder, visibleText } from '../format/text.js';
 import { UsageError, type CliIo } from '../io.js';
@@ -10,7 +10,8 @@ import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parseNonNegativeInt, parseN
 export const runHelp = `Usage: tp run <model-dir> <prompt>... [options]
 
 Load a Hugging Face checkpoint split over N tensor-parallel ranks (each rank reads only its own
-share of the weights) and generate a continuation of each prompt. The text is printed as it is
+share of the weights) and generate a continuation of each prompt (for an encoder–decoder such as T5,
+BART or Marian: the output for each input, after " → ", honouring generation_config.json). The text is printed as it is
 generated: the prompt, then each token's text as soon as it is decoded. Several prompts run as one
 batch; the first one streams and the others are printed when the batch ends.
 
@@ -39,6 +40,12 @@ Examples:
   tp run ./my-model "First prompt" "Second prompt"           # a batch of two
   tp run ./my-model --tp 2 --json "Hello" | jq -r .text
   tp run ./my-model --tp 2 --dtype bf16 --kv-dtype bf16 "Hello"   # half the weight memory
+  tp run ./t5-small --tp 2 "translate English to German: Hello"   # an encoder–decoder
+  tp run ./my-bert --tp 2 "Paris is the [MASK] of France."         # an encoder: fill the mask
+
+On an encoder with a masked-LM head (BERT family), tp run fills each mask token of each prompt
+([MASK] or <mask>, as the tokenizer names it) and prints the 5 most likely tokens with their
+probabilities; --json prints {prompt, prompt_tokens, masks: [[{score, token, token_str, sequence}]]}.
 `;
 
 interface SequenceTiming {
@@ -90,6 +97,7 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
   const { session, loadMs } = await openSession(dir, tpSize, values, io, json, dtypes);
   try {
     const prompts: Array<string | number[]> = [...textPrompts, ...tokenPrompts];
+    if (session.graph.kind === 'encoder') return await fillMasks(session, prompts, { io, json, tpSize });
     return await generate(session, prompts, sampling, { io, json, loadMs, tpSize, backend: session.backend.name });
   } finally {
     await session.dispose();
@@ -107,10 +115,12 @@ async function generate(
   const tokenizer = session.tokenizer;
   const promptText = (p: string | number[]) => (typeof p === 'string' ? p : tokenizer ? tokenizer.decode(p) : undefined);
   const label = (i: number) => (batch ? `[${i + 1}] ` : '');
+  // A causal model continues the prompt; an encoder–decoder's output is a text of its own.
+  const separator = session.graph.kind === 'seq2seq' ? ' → ' : '';
   const head = (i: number) => {
     const p = prompts[i]!;
     const text = promptText(p);
-    return `${label(i)}${text !== undefined ? visibleText(text) : `${(p as number[]).join(' ')} |`}`;
+    return `${label(i)}${text !== undefined ? visibleText(text) : `${(p as number[]).join(' ')} |`}${separator}`;
   };
   // Encode and check up front so that a prompt the model cannot take fails before anything is printed.
   const encoded = prompts.map((p) => (typeof p === 'string' ? session.encode(p) : p));
@@ -189,4 +199,42 @@ async function generate(
 export function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
+}
+
+/** Encoders: the top 5 tokens for every mask of every prompt, or what the model can do instead. */
+async function fillMasks(session: InferenceSession, prompts: Array<string | number[]>, ctx: { io: CliIo; json: boolean; tpSize: number }): Promise<number> {
+  const { io } = ctx;
+  const title = session.graph.title;
+  if (session.plan.lmHead === null) {
+    throw new ArgumentError({ argument: 'prompt', detail: `${title} is an encoder without a masked-LM head: tp run has nothing to generate or fill; "tp logits --hidden" writes its last hidden states` });
+  }
+  const tokenizer = session.tokenizer;
+  const mask = tokenizer?.maskToken;
+  if (tokenizer === undefined || mask === undefined) {
+    throw new ArgumentError({ argument: 'prompt', detail: `${title} is an encoder: tp run fills mask tokens, but ${tokenizer ? 'its tokenizer has no mask token' : 'the folder has no tokenizer.json'}; "tp logits --tokens ..." writes its masked-LM logits` });
+  }
+  const encoded = prompts.map((p) => (typeof p === 'string' ? session.encode(p) : p));
+  encoded.forEach((ids, i) => {
+    checkTokenIds(session, ids);
+    if (!ids.includes(mask.id)) {
+      throw new ArgumentError({ argument: 'prompt', detail: `${title} is an encoder: tp run fills ${mask.text} tokens, and prompt ${i + 1} has none (e.g. "Paris is the ${mask.text} of France.")` });
+    }
+  });
+  const outputs = await session.encoderOutputs(encoded, { hidden: false, logits: true });
+  outputs.forEach((o, i) => {
+    const ids = encoded[i]!;
+    const vocab = o.logits!.length / ids.length;
+    const masks = ids.flatMap((id, t) => (id === mask.id ? [fillOne(tokenizer, ids, t, o.logits!.subarray(t * vocab, (t + 1) * vocab), 5)] : []));
+    const prompt = prompts[i]!;
+    if (ctx.json) {
+      io.stdout(`${JSON.stringify({ prompt: typeof prompt === 'string' ? prompt : null, prompt_tokens: ids, masks, tp: ctx.tpSize, backend: session.backend.name })}\n`);
+      return;
+    }
+    io.stdout(`${typeof prompt === 'string' ? visibleText(prompt) : `[${prompt.join(',')}]`}\n`);
+    masks.forEach((candidates, m) => {
+      if (masks.length > 1) io.stdout(`  ${mask.text} ${m + 1}:\n`);
+      for (const c of candidates) io.stdout(`  ${c.score.toFixed(4)}  ${JSON.stringify(c.token_str)} (${c.token})  ${visibleText(c.sequence)}\n`);
+    });
+  });
+  return 0;
 }

@@ -20,7 +20,13 @@ export interface DecoderSpec {
   normPlacement: 'pre' | 'post';
   /** `sequential`: x += attn(n1(x)); x += mlp(n2(x)). `parallel`: x += attn(n1(x)) + mlp(n2(x) or n1(x)). */
   residual: 'sequential' | 'parallel';
-  positions: 'rope' | 'alibi' | 'learned' | 'sinusoidal' | 'none';
+  /** `relative`: T5's bucketed relative position bias, added to the attention scores (Seq2SeqSpec.relativeBias). */
+  positions: 'rope' | 'alibi' | 'learned' | 'sinusoidal' | 'relative' | 'none';
+  /**
+   * Sinusoidal rows: `fairseq` (XGLM, M2M100: frequencies exp(-ln(10000)·i/(half-1))) or `marian`
+   * (Marian, Pegasus: 10000^(-2i/d)); both [sin | cos] halves. Default fairseq.
+   */
+  sinusoidal?: 'fairseq' | 'marian';
   /** Added to position ids before a learned/sinusoidal lookup (OPT and XGLM start at 2). */
   positionOffset?: number;
   rope?: {

@@ -5,6 +5,7 @@
 import type { HfConfig } from '../checkpoint/index.js';
 import type { DecoderSpec } from './decoder-spec.js';
 import type { EncoderSpec } from './encoder-spec.js';
+import type { Seq2SeqSpec } from './seq2seq-spec.js';
 import type { Role } from './roles.js';
 
 /**
@@ -119,6 +120,8 @@ export interface FamilyDescriptor {
   decoder?: (config: ConfigReader) => DecoderSpec;
   /** How the engine runs an encoder family (kind `encoder`); absent when it does not run it yet. */
   encoder?: (config: ConfigReader) => EncoderSpec;
+  /** How the engine runs an encoder–decoder family (kind `seq2seq`); absent when it does not run it yet. */
+  seq2seq?: (config: ConfigReader) => Seq2SeqSpec;
   /** Why the engine does not run this family yet (shown when a session is asked for it). */
   engineGap?: string;
   /** Facts worth showing with a plan of this family (e.g. why DeepSpeed refuses it and we do not). */

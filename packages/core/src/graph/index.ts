@@ -2,6 +2,7 @@ export * from './roles.js';
 export * from './descriptor.js';
 export * from './decoder-spec.js';
 export * from './encoder-spec.js';
+export * from './seq2seq-spec.js';
 export * from './config.js';
 export * from './match.js';
 export * from './tree.js';

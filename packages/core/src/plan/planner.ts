@@ -451,6 +451,7 @@ function attentionPlans(graph: ModelGraph, decisions: Map<string, Decision>, hea
     const g = graph.geometry.attention[group];
     if (g === undefined || !split) continue;
     const a = headsOf(group);
+    const { headDim, valueDim } = headWidths(graph, group);
     out.push({
       group,
       heads: g.heads,
@@ -458,10 +459,35 @@ function attentionPlans(graph: ModelGraph, decisions: Map<string, Decision>, hea
       headDim: g.headDim,
       kvReplicated: a.kvReplicated,
       sliceAfterNorm: graph.weights.some((w) => w.attention === group && decisions.get(w.name)?.sliceAfterNorm === true),
-      ranks: a.ranks.map((s) => ({ q: s.q, kv: s.kv })),
+      ranks: a.ranks.map((s) => ({ q: s.q, kv: s.kv, heads: s.q[1] - s.q[0], kvHeads: s.kv[1] - s.kv[0], headDim, valueDim })),
     });
   }
   return out;
+}
+
+/**
+ * Widths of one query/key head and one value head of an attention group, from the unsharded
+ * projections (heads are never cut, so every rank's heads have these widths): the query (or shared
+ * query-key) projection's output features over the heads, the value projection's over the kv heads;
+ * a fused q/k/v splits its rows into heads + 2 × kv heads (CodeGen's into 3 × heads).
+ */
+export function headWidths(graph: ModelGraph, group: string): { headDim: number; valueDim: number } {
+  const g = graph.geometry.attention[group]!;
+  const first = (roles: readonly Role[]) => graph.weights.find((w) => w.attention === group && roles.includes(w.role) && w.param === 'weight' && w.headAxis === undefined);
+  const out = (w: WeightNode) => w.shape[featureAxis(w, 'out')]!;
+  const q = first(['attn.q', 'attn.qk']);
+  if (q !== undefined) {
+    const headDim = out(q) / g.heads;
+    const v = first(['attn.v']);
+    return { headDim, valueDim: v !== undefined ? out(v) / g.kvHeads : headDim };
+  }
+  const qkv = first(['attn.qkv']);
+  if (qkv !== undefined) {
+    const headDim = out(qkv) / (qkv.layout === 'qkv-codegen' ? 3 * g.heads : g.heads + 2 * g.kvHeads);
+    return { headDim, valueDim: headDim };
+  }
+  const width = g.headDim ?? graph.geometry.hidden / g.heads;
+  return { headDim: width, valueDim: width };
 }
 
 function lmHeadPlan(graph: ModelGraph, tensors: TensorPlan[], vocabParallel: boolean, tp: number, grain: number): LmHeadPlan | null {

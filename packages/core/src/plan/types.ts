@@ -70,7 +70,22 @@ export interface AttentionPlan {
   readonly kvReplicated: boolean;
   /** q/k are computed whole and sliced by head after a norm that spans all heads (mpt qk_ln). */
   readonly sliceAfterNorm: boolean;
-  readonly ranks: Array<{ q: Range; kv: Range }>;
+  /** Per rank: its query and kv head ranges, and what its attention computes with them. */
+  readonly ranks: AttentionRankPlan[];
+}
+
+/**
+ * One rank's share of an attention group. The engine reads these instead of re-deriving them from
+ * local weight shapes: `heads`/`kvHeads` are the local counts (the lengths of `q` and `kv`),
+ * `headDim` the width of a query/key head and `valueDim` of a value head (they differ for Perceiver).
+ */
+export interface AttentionRankPlan {
+  readonly q: Range;
+  readonly kv: Range;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly valueDim: number;
 }
 
 export interface LmHeadPlan {

@@ -1,7 +1,7 @@
 /** Messages between the coordinator (main thread) and the rank workers. */
 import type { CommunicatorInit, StorageDtype } from '../backend/index.js';
 import type { TPPlan } from '../plan/index.js';
-import type { StepInput, StepResult } from './decoder.js';
+import type { StepInput, StepResult } from './engine.js';
 
 export interface WorkerData {
   dir: string;

@@ -9,13 +9,14 @@ import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { RankFailedError, type Backend, type StorageDtype } from '../backend/index.js';
 import { openCheckpoint } from '../checkpoint/index.js';
-import { ArgumentError, TpError, UnsupportedModelError, type TpErrorCode } from '../errors/index.js';
-import { analyzeModel, createConfigReader, type DecoderSpec, type ModelGraph } from '../graph/index.js';
+import { ArgumentError, TpError, type TpErrorCode } from '../errors/index.js';
+import { analyzeModel, createConfigReader, type DecoderSpec, type EncoderSpec, type ModelGraph, type Seq2SeqSpec } from '../graph/index.js';
 import { planTensorParallel, type TPPlan } from '../plan/index.js';
 import { resolveBackend } from './backends.js';
-import type { StepInput, StepOutput, StepResult } from './decoder.js';
+import { refuseGap, type StepInput, type StepOutput, type StepResult } from './engine.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
 import { sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
+import { forcedToken, readGenerationConfig, type GenerationDefaults, type TokenRules } from './generation.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
 export interface LoadProgressEvent {
@@ -57,6 +58,16 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (event: { sequence: number; token: number; step: number }) => void;
   /** Keep the logits that chose each token (for comparisons). */
   returnLogits?: boolean;
+  /** End-of-sequence id(s); default generation_config.json's eos_token_id, then config.json's. */
+  eosTokenId?: number | number[];
+  /** Force the first new token (M2M100's target language); null: not even generation_config.json's. */
+  forcedBosTokenId?: number | null;
+  /** Force the last new token allowed by maxNewTokens; null: not even generation_config.json's. */
+  forcedEosTokenId?: number | null;
+  /** Token sequences never produced (single tokens are enforced); null: not even generation_config.json's. */
+  badWordsIds?: number[][] | null;
+  /** Encoder–decoder models: the decoder's first token (default generation_config.json's, then config.json's). */
+  decoderStartTokenId?: number;
 }
 
 export interface GenerateResult {
@@ -65,6 +76,71 @@ export interface GenerateResult {
   text: string | undefined;
   finishReason: 'length' | 'eos';
   stepLogits?: Float32Array[];
+}
+
+export interface LogitsOptions {
+  /** Encoder–decoder models: each sequence's decoder input (default: the decoder start token alone). */
+  decoderTokens?: ReadonlyArray<readonly number[]>;
+  /** Encoder–decoder models: the decoder's first token (default: generation_config.json, then config.json). */
+  decoderStartTokenId?: number;
+}
+
+/** One encoder input: token ids (or text) and, for families with segments, their token types. */
+export interface EncoderInput {
+  tokens: string | readonly number[];
+  tokenTypes?: readonly number[];
+}
+
+export interface EncoderOutputOptions {
+  /** Return the last hidden state (default true). */
+  hidden?: boolean;
+  /** Return the masked-LM logits (default: when the checkpoint has the head). */
+  logits?: boolean;
+  /** Return the pooler's output, tanh(dense(first token)) (default: false; the checkpoint needs `pooler.dense`). */
+  pooled?: boolean;
+}
+
+export interface EncoderOutput {
+  tokens: number[];
+  /** [length × hidden], the encoder's last hidden state. */
+  hidden?: Float32Array;
+  /** [length × vocab], the masked-LM logits. */
+  logits?: Float32Array;
+  /** [hidden], the pooler's output. */
+  pooled?: Float32Array;
+}
+
+const KIND_NAMES: Record<ModelGraph['kind'], string> = { causal: 'a causal language model', encoder: 'an encoder', seq2seq: 'an encoder–decoder model' };
+
+const isEncoderInput = (x: unknown): x is EncoderInput => typeof x === 'object' && x !== null && !Array.isArray(x) && 'tokens' in x;
+
+/**
+ * An encoder batch, right-padded (as BERT tokenizers pad) with the padding masked. Positions count
+ * the real tokens before each one (RoBERTa adds padding_idx + 1 in the engine); padding takes the
+ * family's pad position.
+ */
+export function encoderBatch(items: ReadonlyArray<{ tokens: readonly number[]; tokenTypes?: readonly number[] | undefined }>, spec: EncoderSpec, typeVocab = 1): Omit<StepInput, 'logits'> {
+  const rows = Math.max(...items.map((i) => i.tokens.length));
+  const batch = items.length;
+  const ids = new Int32Array(batch * rows);
+  const positions = new Int32Array(batch * rows);
+  const keyMask = new Int32Array(batch * rows);
+  const tokenTypes = new Int32Array(batch * rows);
+  items.forEach((item, b) => {
+    for (let t = 0; t < rows; t++) {
+      const i = b * rows + t;
+      const real = t < item.tokens.length;
+      ids[i] = real ? item.tokens[t]! : (spec.padTokenId ?? 0);
+      positions[i] = real ? t : (spec.padPosition ?? t);
+      keyMask[i] = real ? 1 : 0;
+      const type = real ? (item.tokenTypes?.[t] ?? 0) : 0;
+      if (!Number.isInteger(type) || type < 0 || type >= typeVocab) {
+        throw new ArgumentError({ argument: 'tokenTypes', detail: `token type ${type} is outside the model's ${typeVocab} segment type${typeVocab === 1 ? '' : 's'} (0 to ${typeVocab - 1})` });
+      }
+      tokenTypes[i] = type;
+    }
+  });
+  return { ids, positions, batch, rows, start: 0, keyMask, keyPositions: new Int32Array(batch * rows), tokenTypes };
 }
 
 export interface LoadReport {
@@ -102,11 +178,19 @@ export class InferenceSession {
     workers: Worker[],
     tokenizer: TextTokenizer | undefined,
     load: LoadReport,
+    extras: { seq2seq: Seq2SeqSpec | undefined; generation: GenerationDefaults },
   ) {
     this.workers = workers;
     this.tokenizer = tokenizer;
     this.load = load;
+    this.seq2seq = extras.seq2seq;
+    this.generation = extras.generation;
   }
+
+  /** An encoder–decoder's spec (its `spec` is then the decoder stack's). */
+  readonly seq2seq: Seq2SeqSpec | undefined;
+  /** What generation_config.json says (empty without one); generate's options override it. */
+  readonly generation: GenerationDefaults;
 
   static async create(dir: string, options: InferenceOptions = {}): Promise<InferenceSession> {
     const tpSize = options.tpSize ?? 1;
@@ -125,14 +209,11 @@ export class InferenceSession {
     } finally {
       ckpt.close();
     }
-    if (graph.descriptor.decoder === undefined || graph.kind !== 'causal') {
-      throw new UnsupportedModelError({
-        modelType: graph.modelType,
-        reason: `tp plans ${graph.title} models but its engine does not run them yet (it runs decoder-only families)`,
-        hint: 'tp plan still works for it',
-      });
-    }
-    const spec = graph.descriptor.decoder(createConfigReader(ckpt.config));
+    refuseGap(graph);
+    const config = createConfigReader(ckpt.config);
+    const seq2seq = graph.kind === 'seq2seq' ? graph.descriptor.seq2seq!(config) : undefined;
+    const spec = graph.kind === 'encoder' ? graph.descriptor.encoder!(config) : (seq2seq?.decoder ?? graph.descriptor.decoder!(config));
+    const generation = await readGenerationConfig(ckpt.dir);
     const plan = planTensorParallel(graph, {
       tpSize,
       vocabParallel: options.vocabParallel ?? false,
@@ -182,7 +263,7 @@ export class InferenceSession {
               const s = new InferenceSession(ckpt.dir, graph, plan, spec, backend, workers, tokenizer, {
                 ranks: [...ready.values()].sort((a, b) => a.rank - b.rank),
                 wallMs: Date.now() - started,
-              });
+              }, { seq2seq, generation });
               for (const w of workers) w.removeAllListeners('message').removeAllListeners('error').removeAllListeners('exit');
               s.listen();
               resolve(s);
@@ -196,8 +277,14 @@ export class InferenceSession {
     return session;
   }
 
-  /** Logits at every position of each sequence: one Float32Array of [length × vocab] per sequence. */
-  logits(sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
+  /**
+   * Logits at every position of each sequence: one Float32Array of [length × vocab] per sequence —
+   * next-token logits of a causal model, masked-LM logits of an encoder.
+   */
+  logits(sequences: readonly (readonly number[])[], options: LogitsOptions = {}): Promise<Float32Array[]> {
+    if (this.graph.kind === 'encoder') return this.encoderOutputs(sequences, { hidden: false, logits: true }).then((out) => out.map((o) => o.logits!));
+    if (this.graph.kind === 'seq2seq') return this.seq2seqLogits(sequences, options).then((out) => out.map((o) => o.logits));
+    if (options.decoderTokens !== undefined) return Promise.reject(new ArgumentError({ argument: 'decoderTokens', detail: `${this.graph.title} is not an encoder–decoder model` }));
     return this.serial(async () => {
       const step = await this.prefill(sequences);
       const logits = (await this.forward({ ...step, logits: 'all', output: 'logits' })).logits!;
@@ -211,43 +298,214 @@ export class InferenceSession {
 
   /** Generate from text prompts (with the tokenizer) or token-id prompts. */
   generate(prompts: ReadonlyArray<string | readonly number[]>, options: GenerateOptions = {}): Promise<GenerateResult[]> {
+    try {
+      this.requireKind(['causal', 'seq2seq'], 'generate');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.serial(async () => {
       const sequences = prompts.map((p) => (typeof p === 'string' ? this.encode(p) : [...p]));
-      const maxNew = options.maxNewTokens ?? 32;
+      const maxNew = options.maxNewTokens ?? this.generation.maxNewTokens ?? 32;
       if (!Number.isInteger(maxNew) || maxNew < 1) throw new ArgumentError({ argument: 'maxNewTokens', detail: `must be a positive integer, got ${maxNew}` });
-      const eos = new Set([this.spec.eosTokenId ?? []].flat());
+      const rules = this.tokenRules(options);
       const stopAtEos = options.stopAtEos ?? true;
       const random = seededRandom(options.seed ?? 0);
       this.checkTokens(sequences);
-      this.checkLength(sequences, maxNew);
-      const step = await this.prefill(sequences);
-      const output = stepOutput(options);
+      const seq2seq = this.graph.kind === 'seq2seq';
+      // A causal model continues its prompt; an encoder–decoder encodes it once and decodes from its start token.
+      const first = seq2seq ? await this.decoderStart(sequences, options) : await this.prefill(sequences, maxNew);
+      const nextPosition = (b: number, i: number) => (seq2seq ? 1 + i : sequences[b]!.length + i);
+      const output = stepOutput(options, rules);
       const results: GenerateResult[] = sequences.map((s) => ({ promptTokens: s, tokens: [], text: undefined, finishReason: 'length', ...(options.returnLogits ? { stepLogits: [] } : {}) }));
       const done = new Array<boolean>(sequences.length).fill(false);
-      let result = await this.forward({ ...step, logits: 'last', output });
+      const batch = first.batch;
+      let result = await this.forward({ ...first, logits: 'last', output });
       for (let i = 0; i < maxNew; i++) {
-        const next = new Int32Array(step.batch);
-        const vocab = result.logits ? result.logits.length / step.batch : 0;
-        for (let b = 0; b < step.batch; b++) {
+        const next = new Int32Array(batch);
+        const vocab = result.logits ? result.logits.length / batch : 0;
+        const forced = forcedToken(rules, i, maxNew);
+        for (let b = 0; b < batch; b++) {
           const row = result.logits?.subarray(b * vocab, (b + 1) * vocab);
-          const token = done[b] ? (results[b]!.tokens.at(-1) ?? 0) : chooseToken(result, b, step.batch, options, random);
+          const token = done[b] ? (results[b]!.tokens.at(-1) ?? 0) : (forced ?? chooseToken(result, b, batch, options, random, rules.banned));
           next[b] = token;
           if (done[b]) continue;
           results[b]!.tokens.push(token);
           if (row) results[b]!.stepLogits?.push(row.slice());
           options.onToken?.({ sequence: b, token, step: i });
-          if (stopAtEos && eos.has(token)) {
+          if (stopAtEos && rules.eos.has(token)) {
             done[b] = true;
             results[b]!.finishReason = 'eos';
           }
         }
         if (i === maxNew - 1 || done.every(Boolean)) break;
-        const positions = Int32Array.from({ length: step.batch }, (_, b) => sequences[b]!.length + i);
-        const keyMask = new Int32Array(step.batch).fill(1);
-        result = await this.forward({ ids: next, positions, batch: step.batch, rows: 1, start: step.rows + i, keyMask, keyPositions: positions, logits: 'last', output });
+        const positions = Int32Array.from({ length: batch }, (_, b) => nextPosition(b, i));
+        const keyMask = new Int32Array(batch).fill(1);
+        result = await this.forward({ ids: next, positions, batch, rows: 1, start: first.rows + i, keyMask, keyPositions: positions, logits: 'last', output });
       }
       if (this.tokenizer) for (const r of results) r.text = this.tokenizer.decode(r.tokens);
       return results;
+    });
+  }
+
+  /** End-of-sequence ids, forced and banned tokens: the options, then generation_config.json, then config.json. */
+  private tokenRules(options: GenerateOptions): TokenRules {
+    const g = this.generation;
+    const pick = (given: number | null | undefined, fallback: number | undefined) => (given === null ? undefined : (given ?? fallback));
+    const eos = options.eosTokenId === undefined ? (g.eosTokenIds ?? [this.spec.eosTokenId ?? []].flat()) : [options.eosTokenId].flat();
+    const bad = options.badWordsIds === undefined ? (g.badWordsIds ?? []) : (options.badWordsIds ?? []);
+    return {
+      eos: new Set(eos),
+      forcedFirst: pick(options.forcedBosTokenId, g.forcedBosTokenId),
+      forcedLast: pick(options.forcedEosTokenId, g.forcedEosTokenId),
+      banned: new Set(bad.filter((w) => w.length === 1).map((w) => w[0]!)),
+    };
+  }
+
+  /**
+   * The first step of an encoder–decoder batch: the prompts as the encoder input (right-padded,
+   * padding masked) and the decoder start token as the decoder's first row.
+   */
+  private async decoderStart(sequences: ReadonlyArray<readonly number[]>, options: { decoderStartTokenId?: number }, decoderTokens?: ReadonlyArray<readonly number[]>): Promise<Omit<StepInput, 'logits'>> {
+    const spec = this.seq2seq!;
+    const start = options.decoderStartTokenId ?? this.generation.decoderStartTokenId ?? spec.decoderStartTokenId;
+    const decoder = decoderTokens ?? sequences.map(() => [start]);
+    this.checkTokens(decoder);
+    const source = encoderBatch(sequences.map((tokens) => ({ tokens })), spec.encoder);
+    const rows = Math.max(...decoder.map((d) => d.length));
+    const batch = sequences.length;
+    const ids = new Int32Array(batch * rows);
+    const positions = new Int32Array(batch * rows);
+    const keyMask = new Int32Array(batch * rows);
+    // Decoder rows right-padded: under the causal mask a real row never sees the padding after it.
+    decoder.forEach((tokens, b) => {
+      for (let t = 0; t < rows; t++) {
+        ids[b * rows + t] = tokens[t] ?? spec.decoder.padTokenId ?? 0;
+        positions[b * rows + t] = t;
+        keyMask[b * rows + t] = t < tokens.length ? 1 : 0;
+      }
+    });
+    await this.call({ type: 'reset', id: 0, batch });
+    return {
+      ids,
+      positions,
+      batch,
+      rows,
+      start: 0,
+      keyMask,
+      keyPositions: positions,
+      encoder: { ids: source.ids, positions: source.positions, keyMask: source.keyMask, rows: source.rows },
+    };
+  }
+
+  /**
+   * An encoder's outputs for each input: the last hidden state ([length × hidden]) and the masked-LM
+   * logits ([length × vocab], when the checkpoint has the head). Inputs are token ids, text (with the
+   * tokenizer) or `{ tokens, tokenTypes }`; a batch is right-padded and the padding masked.
+   */
+  encoderOutputs(inputs: ReadonlyArray<EncoderInput | string | readonly number[]>, options: EncoderOutputOptions = {}): Promise<EncoderOutput[]> {
+    try {
+      this.requireKind(['encoder', 'seq2seq'], 'encoderOutputs');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.graph.kind === 'seq2seq') {
+      // The encoder of an encoder–decoder: its last hidden state (the decoder runs one start row beside it).
+      if (options.logits === true) return Promise.reject(new ArgumentError({ argument: 'logits', detail: `${this.graph.title}'s encoder has no masked-LM head; logits() gives the decoder's` }));
+      if (inputs.some((i) => isEncoderInput(i) && i.tokenTypes !== undefined)) return Promise.reject(new ArgumentError({ argument: 'tokenTypes', detail: `${this.graph.title} has no token types` }));
+      const sequences = inputs.map((i) => (typeof i === 'string' ? i : isEncoderInput(i) ? i.tokens : i)).map((t) => (typeof t === 'string' ? this.encode(t) : [...t]));
+      return this.seq2seqLogits(sequences, { hidden: true }).then((out) => out.map((o, b) => ({ tokens: sequences[b]!, hidden: o.hidden! })));
+    }
+    return this.serial(async () => {
+      const items = inputs.map((input): { tokens: number[]; tokenTypes: readonly number[] | undefined } => {
+        if (typeof input === 'string') return { tokens: this.encode(input), tokenTypes: undefined };
+        if (isEncoderInput(input)) return { tokens: typeof input.tokens === 'string' ? this.encode(input.tokens) : [...input.tokens], tokenTypes: input.tokenTypes };
+        return { tokens: [...input], tokenTypes: undefined };
+      });
+      const sequences = items.map((i) => i.tokens);
+      this.checkTokens(sequences);
+      this.checkLength(sequences, 0);
+      items.forEach((item, i) => {
+        if (item.tokenTypes !== undefined && item.tokenTypes.length !== item.tokens.length) {
+          throw new ArgumentError({ argument: 'tokenTypes', detail: `input ${i} has ${item.tokens.length} tokens but ${item.tokenTypes.length} token types` });
+        }
+      });
+      const hidden = options.hidden ?? true;
+      const logits = options.logits ?? this.plan.lmHead !== null;
+      if (logits && this.plan.lmHead === null) {
+        throw new ArgumentError({ argument: 'logits', detail: `${this.graph.title} (${this.dir}) has no masked-LM head; ask for the hidden states only` });
+      }
+      const typeTable = this.graph.weights.find((w) => w.role === 'type_embed' && w.shape.length === 2);
+      const step = encoderBatch(items, this.spec as EncoderSpec, typeTable?.shape[0] ?? 1);
+      const pooled = options.pooled === true;
+      if (pooled && !this.graph.weights.some((w) => w.slot === 'pooler')) {
+        throw new ArgumentError({ argument: 'pooled', detail: `${this.graph.title} (${this.dir}) has no pooler (pooler.dense); use the hidden states` });
+      }
+      const result = await this.forward({ ...step, logits: logits ? 'all' : 'none', output: 'logits', hidden, pooled });
+      const { rows } = step;
+      return items.map((item, b) => {
+        const n = item.tokens.length;
+        const rowsOf = (data: Float32Array) => {
+          const width = data.length / (step.batch * rows);
+          return data.slice(b * rows * width, (b * rows + n) * width);
+        };
+        const width = this.graph.geometry.hidden;
+        return {
+          tokens: item.tokens,
+          ...(result.hidden ? { hidden: rowsOf(result.hidden) } : {}),
+          ...(result.logits ? { logits: rowsOf(result.logits) } : {}),
+          ...(result.pooled ? { pooled: result.pooled.slice(b * width, (b + 1) * width) } : {}),
+        };
+      });
+    });
+  }
+
+  /**
+   * An encoder–decoder's decoder logits for each decoder position ([decoder length × vocab] per
+   * sequence; the decoder input defaults to the start token alone), and the encoder's last hidden
+   * state ([source length × hidden]) when asked.
+   */
+  seq2seqLogits(sequences: ReadonlyArray<readonly number[]>, options: LogitsOptions & { hidden?: boolean } = {}): Promise<Array<{ decoderTokens: number[]; logits: Float32Array; hidden?: Float32Array }>> {
+    try {
+      this.requireKind(['seq2seq'], 'seq2seqLogits');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.serial(async () => {
+      this.checkTokens(sequences);
+      if (options.decoderTokens !== undefined && options.decoderTokens.length !== sequences.length) {
+        throw new ArgumentError({ argument: 'decoderTokens', detail: `${options.decoderTokens.length} decoder inputs for ${sequences.length} sequences` });
+      }
+      const step = await this.decoderStart(sequences, options, options.decoderTokens);
+      const result = await this.forward({ ...step, logits: 'all', output: 'logits', hidden: options.hidden === true });
+      const logits = result.logits!;
+      const vocab = logits.length / (step.batch * step.rows);
+      const source = step.encoder!.rows;
+      return sequences.map((seq, b) => {
+        const decoderTokens = Array.from(step.ids.subarray(b * step.rows, b * step.rows + (options.decoderTokens?.[b]?.length ?? 1)));
+        const out: { decoderTokens: number[]; logits: Float32Array; hidden?: Float32Array } = {
+          decoderTokens,
+          logits: logits.slice(b * step.rows * vocab, (b * step.rows + decoderTokens.length) * vocab),
+        };
+        if (result.hidden) {
+          const width = result.hidden.length / (step.batch * source);
+          out.hidden = result.hidden.slice(b * source * width, (b * source + seq.length) * width);
+        }
+        return out;
+      });
+    });
+  }
+
+  /** A method that does not fit the model's kind is refused, saying which do. */
+  private requireKind(kinds: ReadonlyArray<ModelGraph['kind']>, method: string): void {
+    if (kinds.includes(this.graph.kind)) return;
+    const fits: Record<ModelGraph['kind'], string> = {
+      causal: 'generate() and logits()',
+      encoder: 'encoderOutputs() (hidden states and masked-LM logits) and logits()',
+      seq2seq: 'generate(), logits() (the decoder logits, seq2seqLogits() with the encoder states) and encoderOutputs() (the encoder states)',
+    };
+    throw new ArgumentError({
+      argument: 'method',
+      detail: `${method}() does not fit ${this.graph.title}, ${KIND_NAMES[this.graph.kind]}; it has ${fits[this.graph.kind]}`,
     });
   }
 
@@ -330,9 +588,9 @@ export class InferenceSession {
    * Start a batch: fresh KV caches on every rank, and the prompt rows left-padded to the longest,
    * with padding masked out (and given position 1, as transformers does).
    */
-  private async prefill(sequences: ReadonlyArray<readonly number[]>): Promise<Omit<StepInput, 'logits'>> {
+  private async prefill(sequences: ReadonlyArray<readonly number[]>, maxNew = 0): Promise<Omit<StepInput, 'logits'>> {
     this.checkTokens(sequences);
-    this.checkLength(sequences, 0);
+    this.checkLength(sequences, maxNew);
     const rows = Math.max(...sequences.map((s) => s.length));
     const batch = sequences.length;
     const ids = new Int32Array(batch * rows);
@@ -468,24 +726,36 @@ export class RankError extends TpError {
   }
 }
 
-/** What a step must return for these options: one id when greedy, k candidates for top-k. */
-function stepOutput(options: GenerateOptions): StepOutput {
+/**
+ * What a step must return for these options: one id when greedy, k candidates for top-k — with room
+ * for the banned tokens among them — and the logits otherwise.
+ */
+function stepOutput(options: GenerateOptions, rules: TokenRules): StepOutput {
+  const banned = rules.banned.size;
   if (options.returnLogits) return 'logits';
-  if ((options.temperature ?? 0) <= 0) return 'argmax';
-  if (options.topK !== undefined && options.topK > 0) return { topk: options.topK };
+  if ((options.temperature ?? 0) <= 0) return banned === 0 ? 'argmax' : { topk: banned + 1 };
+  if (options.topK !== undefined && options.topK > 0) return { topk: options.topK + banned };
   return 'logits';
 }
 
-/** The next token of sequence b (of `batch`) from what the step returned. */
-function chooseToken(result: StepResult, b: number, batch: number, options: GenerateOptions, random: () => number): number {
+/** The next token of sequence b (of `batch`) from what the step returned, never a banned one. */
+function chooseToken(result: StepResult, b: number, batch: number, options: GenerateOptions, random: () => number, banned: ReadonlySet<number>): number {
   if (result.ids) return result.ids[b]!;
   if (result.topk) {
     // The k best logits, best first with ties by index: the candidates sampleToken would keep.
     const k = result.topk.values.length / batch;
-    return result.topk.indices[b * k + sampleToken(result.topk.values.subarray(b * k, (b + 1) * k), options, random)]!;
+    const indices = Array.from(result.topk.indices.subarray(b * k, (b + 1) * k));
+    const keep = indices.flatMap((id, j) => (banned.has(id) ? [] : [j])).slice(0, options.topK ?? k);
+    const values = Float32Array.from(keep, (j) => result.topk!.values[b * k + j]!);
+    return indices[keep[sampleToken(values, options, random)]!]!;
   }
   const vocab = result.logits!.length / batch;
-  return sampleToken(result.logits!.subarray(b * vocab, (b + 1) * vocab), options, random);
+  let row = result.logits!.subarray(b * vocab, (b + 1) * vocab);
+  if (banned.size > 0) {
+    row = row.slice();
+    for (const id of banned) if (id < vocab) row[id] = -Infinity;
+  }
+  return sampleToken(row, options, random);
 }
 
 /** Refuse, before any rank loads, a plan whose share of the weights does not fit a rank. */

@@ -7,8 +7,13 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { Backend, Rank } from '../backend/index.js';
 import { openCheckpoint } from '../checkpoint/index.js';
 import { TpError } from '../errors/index.js';
-import { analyzeModel, createConfigReader } from '../graph/index.js';
+import { analyzeModel, createConfigReader, type ConfigReader, type ModelGraph } from '../graph/index.js';
+import type { TPPlan } from '../plan/index.js';
 import { DecoderEngine } from './decoder.js';
+import { EncoderEngine } from './encoder.js';
+import { Seq2SeqEngine } from './seq2seq.js';
+import { refuseGap, type Engine } from './engine.js';
+import type { LoadedShard } from './load.js';
 import { loadShard } from './load.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
 
@@ -46,12 +51,29 @@ function fail(id: number | null, error: unknown): void {
   post({ type: 'error', id, rank: data.rank, error: serializable(error) });
 }
 
-async function start(): Promise<DecoderEngine> {
+/** The engine for the graph's kind: a decoder stack, an encoder stack, an encoder–decoder. */
+function createEngine(rank: Rank, graph: ModelGraph, plan: TPPlan, shard: LoadedShard, config: ConfigReader): Engine {
+  refuseGap(graph);
+  const d = graph.descriptor;
+  switch (graph.kind) {
+    case 'causal':
+      return new DecoderEngine(rank, graph, plan, shard, d.decoder!(config), data.kvDtype);
+    case 'encoder':
+      return new EncoderEngine(rank, graph, plan, shard, d.encoder!(config), data.kvDtype);
+    case 'seq2seq':
+      return new Seq2SeqEngine(rank, graph, plan, shard, d.seq2seq!(config), data.kvDtype);
+    default:
+      throw new TpError('unsupported-model', `${graph.title} (${graph.kind}) has no engine`);
+  }
+}
+
+async function start(): Promise<Engine> {
   const started = Date.now();
   backend = ((await import(data.backendUrl)) as { backend: Backend }).backend;
   const ckpt = await openCheckpoint(data.dir);
   const graph = analyzeModel(ckpt);
-  const spec = graph.descriptor.decoder!(createConfigReader(ckpt.config));
+  const config = createConfigReader(ckpt.config);
+  refuseGap(graph);
   device = await backend.createRank({ rank: data.rank, world: data.world, communicator: data.communicator, options: data.backendOptions });
   let lastReport = 0;
   const shard = loadShard(ckpt, graph, data.plan, device, (p) => {
@@ -63,12 +85,13 @@ async function start(): Promise<DecoderEngine> {
   });
   ckpt.close();
   sampleRss();
+  const engine = createEngine(device, graph, data.plan, shard, config);
   post({ type: 'ready', rank: data.rank, bytesRead: shard.bytesRead, loadMs: Date.now() - started });
-  return new DecoderEngine(device, graph, data.plan, shard, spec, data.kvDtype);
+  return engine;
 }
 
 let forwards = 0;
-let queue: Promise<unknown> = start().then(
+let queue: Promise<Engine | undefined> = start().then(
   (engine) => engine,
   (error) => {
     fail(null, error);
@@ -86,7 +109,7 @@ port.on('message', (message: ToWorker) => {
       port.close();
       return undefined;
     }
-    if (!(engine instanceof DecoderEngine)) return engine;
+    if (engine === undefined) return engine;
     try {
       switch (message.type) {
         case 'reset':
@@ -100,7 +123,7 @@ port.on('message', (message: ToWorker) => {
           forwards++;
           const result = await engine.forward(message.step);
           sampleRss();
-          const transfer = result ? [result.logits, result.ids, result.topk?.values, result.topk?.indices].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : [])) : [];
+          const transfer = result ? [result.logits, result.ids, result.topk?.values, result.topk?.indices, result.hidden, result.pooled].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : [])) : [];
           post({ type: 'done', id: message.id, rank: data.rank, ...(result ? { result } : {}) }, transfer);
           break;
         }

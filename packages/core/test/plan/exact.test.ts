@@ -48,7 +48,10 @@ describe.skipIf(!hasShared)(`exact plans of golden checkpoints${needsShared}`, (
     expectSplit(p, 'model.embed_tokens.weight', 'replicate', 0, whole(256, 2));
     expectSplit(p, 'lm_head.weight', 'row', 1, [[[0, 32]], [[32, 64]]]);
     expect(p.lmHead).toMatchObject({ weight: 'lm_head.weight', tied: false, split: 'row', after: 'all-reduce' });
-    expect(p.attention).toEqual([{ group: 'self', heads: 4, kvHeads: 2, headDim: 16, kvReplicated: false, sliceAfterNorm: false, ranks: [{ q: [0, 2], kv: [0, 1] }, { q: [2, 4], kv: [1, 2] }] }]);
+    expect(p.attention).toEqual([{ group: 'self', heads: 4, kvHeads: 2, headDim: 16, kvReplicated: false, sliceAfterNorm: false, ranks: [
+        { q: [0, 2], kv: [0, 1], heads: 2, kvHeads: 1, headDim: 16, valueDim: 16 },
+        { q: [2, 4], kv: [1, 2], heads: 2, kvHeads: 1, headDim: 16, valueDim: 16 },
+      ] }]);
     // each rank reads embed (64 KiB) + its half of everything split; KV cache is halved
     expect(p.ranks.map((r) => r.kvCacheBytesPerToken)).toEqual([2 * 2 * 16 * 4, 2 * 2 * 16 * 4]);
     expect(p.totals.kvCacheBytesPerToken).toBe(2 * 2 * 2 * 16 * 4);
@@ -249,11 +252,12 @@ describe('exact plans of synthetic layouts', () => {
     );
     const p = planTensorParallel(graph, { tpSize: 4 });
     // kv groups of 2 query heads; ranks over groups 2, 1, 1
+    // each rank's local counts and head widths (96 / 6 = 16) are in the plan, for the engine
     expect(p.attention[0]!.ranks).toEqual([
-      { q: [0, 1], kv: [0, 1] },
-      { q: [1, 2], kv: [0, 1] },
-      { q: [2, 4], kv: [1, 2] },
-      { q: [4, 6], kv: [2, 3] },
+      { q: [0, 1], kv: [0, 1], heads: 1, kvHeads: 1, headDim: 16, valueDim: 16 },
+      { q: [1, 2], kv: [0, 1], heads: 1, kvHeads: 1, headDim: 16, valueDim: 16 },
+      { q: [2, 4], kv: [1, 2], heads: 2, kvHeads: 1, headDim: 16, valueDim: 16 },
+      { q: [4, 6], kv: [2, 3], heads: 2, kvHeads: 1, headDim: 16, valueDim: 16 },
     ]);
     expectSplit(p, `${L}self_attn.q_proj.weight`, 'column', 0, [[[0, 16]], [[16, 32]], [[32, 64]], [[64, 96]]]);
     expectSplit(p, `${L}self_attn.k_proj.weight`, 'column', 0, [[[0, 16]], [[0, 16]], [[16, 32]], [[32, 48]]]);

@@ -39,6 +39,8 @@ export interface SpecialIds {
   readonly pad?: number;
   /** xglm's `decoder_start_token_id`. */
   readonly decoderStart?: number;
+  /** The masked-LM mask token (encoders): in the tokenizer only, not a config key. */
+  readonly mask?: number;
 }
 
 /** One tensor to generate: values are mean + std·N(0, 1). */
@@ -51,6 +53,8 @@ export interface TensorSpec {
 
 export interface VariantSpec {
   readonly summary: string;
+  /** The class save_pretrained ran on, when it differs from the family's. */
+  readonly architecture?: string;
   readonly attention: AttentionKind;
   readonly flags: Readonly<Record<string, boolean>>;
   readonly rotary?: boolean;
@@ -85,7 +89,7 @@ export interface FamilySpec {
   readonly check?: (d: Dims) => string | undefined;
   readonly special: (vocab: number) => SpecialIds;
   /** Token names; unnamed roles use `<s>`, `</s>`, `<pad>`, `<unk>`. `unk: null` means no unknown token. */
-  readonly tokenNames?: { bos?: string; eos?: string; pad?: string; unk?: string | null };
+  readonly tokenNames?: { bos?: string; eos?: string; pad?: string; unk?: string | null; mask?: string };
   /** The tokenizer prepends the bos token (llama's sentencepiece-derived tokenizers do). */
   readonly addBos?: boolean;
   /** The family's own config keys, as HF writes them (the writer adds the shared ones). */

@@ -27,6 +27,7 @@ export const reformer: FamilyDescriptor = {
     { match: 'lm_head', role: 'lm_head' },
   ],
   notes: ['the reversible residual concatenates two streams before the head, so lm_head reads 2 × hidden features'],
+  engineGap: "Reformer's LSH and local attention with reversible residual layers and axial positions is not implemented",
 };
 
 export const perceiver: FamilyDescriptor = {
@@ -64,6 +65,7 @@ export const perceiver: FamilyDescriptor = {
     { match: 'embedding_decoder', role: 'vocab_bias' },
   ],
   notes: ['query/key and value widths differ (qk_channels, v_channels): each projection is split by heads at its own width'],
+  engineGap: "Perceiver's latent array (cross-attention from inputs to latents, then self-attention over latents, then decoder queries) is not implemented",
 };
 
 export const xlnet: FamilyDescriptor = {

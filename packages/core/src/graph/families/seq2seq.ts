@@ -1,6 +1,7 @@
 /** Encoder–decoders: T5 and the BART family. families.md §4.4. */
 import type { FamilyDescriptor } from '../descriptor.js';
-import { bartAttention, bartConfig, bartLike, t5Attention, t5AttentionGroups, t5Config, t5Rules } from './templates.js';
+import { UnsupportedModelError } from '../../errors/index.js';
+import { bartAttention, bartConfig, bartLike, bartSeq2Seq, t5Attention, t5AttentionGroups, t5Config, t5Rules, t5Seq2Seq } from './templates.js';
 
 export const t5: FamilyDescriptor = {
   modelType: 't5',
@@ -12,6 +13,7 @@ export const t5: FamilyDescriptor = {
   attention: t5AttentionGroups,
   weights: t5Rules,
   notes: ['relative_attention_bias is [buckets, heads]: each rank keeps the columns of its own heads'],
+  seq2seq: t5Seq2Seq,
 };
 
 export const longt5: FamilyDescriptor = {
@@ -20,9 +22,14 @@ export const longt5: FamilyDescriptor = {
   aliases: [],
   title: 'LongT5',
   weights: [...t5Attention('LocalSelfAttention', 'self'), ...t5Attention('TransientGlobalSelfAttention', 'self'), ...t5Rules],
+  seq2seq: undefined,
+  engineGap: "LongT5's encoder attention (local blocks, and transient-global tokens with their own relative bias) is not implemented",
 };
 
-export const bart = bartLike({ modelType: 'bart', title: 'BART' });
+/** Learned positions start at row 2 (transformers' BartLearnedPositionalEmbedding.offset). */
+const bartPositions = { positions: 'learned', positionOffset: 2 } as const;
+
+export const bart = bartLike({ modelType: 'bart', title: 'BART', seq2seq: (c) => bartSeq2Seq(c, bartPositions) });
 export const mvp = bartLike({
   modelType: 'mvp',
   title: 'MVP',
@@ -32,20 +39,40 @@ export const mvp = bartLike({
     { match: 'cross_attn_prompt.*', role: 'other' },
     { match: 'cross_attn_prompt.prompt_trans.#', role: 'other' },
   ],
+  seq2seq: (c) => {
+    if (c.bool('use_prompt') === true) throw new UnsupportedModelError({ modelType: 'mvp', reason: '"use_prompt": true (prompt tokens prepended to the keys and values of every layer) is not implemented' });
+    return bartSeq2Seq(c, bartPositions);
+  },
 });
-export const plbart = bartLike({ modelType: 'plbart', title: 'PLBart' });
-export const pegasus = bartLike({ modelType: 'pegasus', title: 'Pegasus', extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }] });
+export const plbart = bartLike({ modelType: 'plbart', title: 'PLBart', seq2seq: (c) => bartSeq2Seq(c, bartPositions) });
+// Pegasus: pre-norm with final layer norms, and Marian's sinusoidal layout (PegasusSinusoidalPositionalEmbedding).
+export const pegasus = bartLike({
+  modelType: 'pegasus',
+  title: 'Pegasus',
+  extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }],
+  seq2seq: (c) => bartSeq2Seq(c, { positions: 'sinusoidal', sinusoidal: 'marian', normPlacement: 'pre' }),
+});
 export const marian = bartLike({
   modelType: 'marian',
   title: 'Marian',
   // The decoder (and LM head) may have a vocabulary of its own (share_encoder_decoder_embeddings: false).
   config: { ...bartConfig, vocab: ['decoder_vocab_size', 'vocab_size'] },
   extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }],
+  // MarianSinusoidalPositionalEmbedding: sin(p·10000^(-2i/d)) in column i, cos in column d/2 + i; post-norm.
+  seq2seq: (c) => {
+    if (c.bool('share_encoder_decoder_embeddings') === false) {
+      throw new UnsupportedModelError({ modelType: 'marian', reason: 'separate encoder and decoder vocabularies (share_encoder_decoder_embeddings: false) are not implemented' });
+    }
+    return bartSeq2Seq(c, { positions: 'sinusoidal', sinusoidal: 'marian' });
+  },
 });
+// M2M100: pre-norm with final layer norms; fairseq's sinusoidal rows, positions counted from
+// padding_idx + 1 (M2M100SinusoidalPositionalEmbedding with create_position_ids_from_input_ids).
 export const m2m100 = bartLike({
   modelType: 'm2m_100',
   title: 'M2M100',
   extra: [{ match: 'embed_positions', role: 'buffer', note: 'sinusoidal table, recomputed' }],
+  seq2seq: (c) => bartSeq2Seq(c, { positions: 'sinusoidal', sinusoidal: 'fairseq', positionOffset: (c.number(['pad_token_id']) ?? 1) + 1, normPlacement: 'pre' }),
 });
 export const bigbirdPegasus = bartLike({
   modelType: 'bigbird_pegasus',
@@ -56,6 +83,7 @@ export const bigbirdPegasus = bartLike({
     { match: 'encoder.layers.#.self_attn.self.value', role: 'attn.v', attention: 'enc' },
     { match: 'encoder.layers.#.self_attn.output', role: 'attn.out', attention: 'enc' },
   ],
+  engineGap: "BigBird-Pegasus's encoder (block-sparse attention, or its original_full variant with its own layer names) is not implemented",
 });
 
 export const led = bartLike({

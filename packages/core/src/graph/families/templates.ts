@@ -5,6 +5,7 @@
 import type { ConfigReader, FamilyDescriptor, KeySpec, WeightRule } from '../descriptor.js';
 import type { ActivationName, DecoderSpec, RopeScaling } from '../decoder-spec.js';
 import type { EncoderSpec } from '../encoder-spec.js';
+import type { Seq2SeqSpec } from '../seq2seq-spec.js';
 import { UnsupportedModelError } from '../../errors/index.js';
 
 export const keys = {
@@ -143,11 +144,12 @@ export const bartRules: readonly WeightRule[] = [
   ...bartAttention('decoder', 'encoder_attn', 'cross'),
   { match: 'fc1', role: 'mlp.up' },
   { match: 'fc2', role: 'mlp.down' },
-  { match: 'self_attn_layer_norm', role: 'norm' },
-  { match: 'encoder_attn_layer_norm', role: 'norm' },
-  { match: 'final_layer_norm', role: 'norm' },
-  { match: 'layernorm_embedding', role: 'norm' },
-  { match: 'layer_norm', role: 'norm' },
+  { match: 'self_attn_layer_norm', role: 'norm', slot: 'attn_norm' },
+  { match: 'encoder_attn_layer_norm', role: 'norm', slot: 'cross_norm' },
+  { match: 'final_layer_norm', role: 'norm', slot: 'mlp_norm' },
+  { match: 'layernorm_embedding', role: 'norm', slot: 'embed_norm' },
+  // mBART, Pegasus, M2M100: the pre-norm stacks end with a norm of their own
+  { match: 'layer_norm', role: 'norm', slot: 'final_norm' },
   { match: 'embed_positions', role: 'pos_embed' },
   { match: 'embed_tokens', role: 'embed' },
   { match: 'shared', role: 'embed' },
@@ -204,8 +206,15 @@ export const t5Rules: readonly WeightRule[] = [
   { match: 'DenseReluDense.wi_0', role: 'mlp.gate' },
   { match: 'DenseReluDense.wi_1', role: 'mlp.up' },
   { match: 'DenseReluDense.wo', role: 'mlp.down' },
+  // T5 blocks hold sub-layers layer.0 (self-attention), [layer.1 (cross-attention),] then the MLP,
+  // each with its own norm in front
+  { match: 'encoder.block.#.layer.0.layer_norm', role: 'norm', slot: 'attn_norm' },
+  { match: 'encoder.block.#.layer.1.layer_norm', role: 'norm', slot: 'mlp_norm' },
+  { match: 'decoder.block.#.layer.0.layer_norm', role: 'norm', slot: 'attn_norm' },
+  { match: 'decoder.block.#.layer.1.layer_norm', role: 'norm', slot: 'cross_norm' },
+  { match: 'decoder.block.#.layer.2.layer_norm', role: 'norm', slot: 'mlp_norm' },
   { match: 'layer_norm', role: 'norm' },
-  { match: 'final_layer_norm', role: 'norm' },
+  { match: 'final_layer_norm', role: 'norm', slot: 'final_norm' },
   { match: 'shared', role: 'embed' },
   { match: 'embed_tokens', role: 'embed' },
   { match: 'lm_head', role: 'lm_head' },
@@ -368,4 +377,71 @@ export function bertEncoder(c: ConfigReader, extra: Partial<EncoderSpec> = {}): 
 export function robertaEncoder(c: ConfigReader, extra: Partial<EncoderSpec> = {}): EncoderSpec {
   const pad = c.number(['pad_token_id']) ?? 1;
   return bertEncoder(c, { positionOffset: pad + 1, padPosition: -1, mlm: { activation: 'gelu' }, ...extra });
+}
+
+// ---- encoder–decoder specs -----------------------------------------------------------------------
+
+/**
+ * T5 as transformers' T5ForConditionalGeneration computes it: no embedding scale and no absolute
+ * positions, pre-norm sub-layers with T5LayerNorm (RMS without mean or bias), unscaled attention
+ * (the 1/sqrt(d) is folded into the weights at training), a relative position bias computed by the
+ * first layer of each stack and shared by all of its layers, a ReLU (v1.0: `feed_forward_proj:
+ * relu`) or gated-GELU (v1.1: `gated-gelu`, gelu_new) MLP, final norms, and with tied embeddings
+ * the decoder output scaled by d_model^-0.5 before the LM head.
+ */
+export function t5Seq2Seq(c: ConfigReader): Seq2SeqSpec {
+  const proj = String(c.value('feed_forward_proj') ?? 'relu');
+  const gated = proj.startsWith('gated-');
+  const act = gated ? proj.slice('gated-'.length) : proj;
+  // T5Config writes dense_act_fn; for "gated-gelu" it is gelu_new (the tanh approximation)
+  const activation = activationOf(c, ['dense_act_fn'], act === 'gelu' && gated ? 'gelu_new' : act);
+  const stack: DecoderSpec = {
+    norm: { kind: 'rms', eps: c.number(['layer_norm_epsilon']) ?? 1e-6 },
+    normPlacement: 'pre',
+    residual: 'sequential',
+    positions: 'relative',
+    attentionScale: 'none',
+    mlp: { activation, gated },
+    ...tokenIds(c),
+  };
+  const tied = c.bool('tie_word_embeddings') ?? true;
+  const d = c.number(['d_model']) ?? 512;
+  return {
+    encoder: stack,
+    decoder: stack,
+    stacks: { encoder: 'encoder', decoder: 'decoder' },
+    crossGroup: 'cross',
+    relativeBias: { buckets: c.number(['relative_attention_num_buckets']) ?? 32, maxDistance: c.number(['relative_attention_max_distance']) ?? 128 },
+    ...(tied ? { logitScale: d ** -0.5 } : {}),
+    decoderStartTokenId: c.number(['decoder_start_token_id']) ?? c.number(['pad_token_id']) ?? 0,
+  };
+}
+
+/**
+ * The BART family (transformers' BartForConditionalGeneration and its copies): token embeddings
+ * times sqrt(d_model) when `scale_embedding`, positions (learned with an offset of 2, or sinusoidal
+ * in fairseq's or Marian's layout), `layernorm_embedding` where stored, post-norm layers (pre-norm
+ * with a final `layer_norm` for mBART-style families: `normalize_before`), attention scaled by
+ * head_dim^-0.5, a plain MLP of `activation_function`, and `final_logits_bias` added to the logits.
+ */
+export function bartSeq2Seq(c: ConfigReader, extra: { positions: 'learned' | 'sinusoidal'; sinusoidal?: 'fairseq' | 'marian'; positionOffset?: number; normPlacement?: 'pre' | 'post' }): Seq2SeqSpec {
+  const d = c.number(['d_model']) ?? 1024;
+  const stack: DecoderSpec = {
+    norm: { kind: 'layer', eps: 1e-5 },
+    normPlacement: extra.normPlacement ?? 'post',
+    residual: 'sequential',
+    positions: extra.positions,
+    ...(extra.sinusoidal ? { sinusoidal: extra.sinusoidal } : {}),
+    ...(extra.positionOffset !== undefined ? { positionOffset: extra.positionOffset } : {}),
+    ...(c.bool('scale_embedding') === true ? { embedScale: Math.sqrt(d) } : {}),
+    mlp: { activation: activationOf(c, ['activation_function'], 'gelu'), gated: false },
+    ...tokenIds(c),
+  };
+  return {
+    encoder: stack,
+    decoder: stack,
+    stacks: { encoder: 'encoder', decoder: 'decoder' },
+    crossGroup: 'cross',
+    decoderStartTokenId: c.number(['decoder_start_token_id']) ?? c.number(['eos_token_id']) ?? 2,
+  };
 }

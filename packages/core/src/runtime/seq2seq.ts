@@ -1,0 +1,218 @@
+/**
+ * The encoder–decoder model (T5, the BART family), on the same sub-layers and layer assembly as the
+ * other stacks. A batch's first step carries the encoder input: the encoder stack runs once
+ * (bidirectional attention over the real tokens), and each decoder layer's cross-attention keys and
+ * values are computed from its output once and cached. Every step then runs the decoder rows: causal
+ * self-attention with its own growing KV cache, cross-attention to the cached source, the MLP, and
+ * the LM head. T5's relative position bias is built per step from each rank's own heads' columns.
+ */
+import { hostTensor, type AttentionStep, type DeviceTensor, type KvCache, type Rank, type StorageDtype } from '../backend/index.js';
+import { TpError } from '../errors/index.js';
+import type { ModelGraph, Seq2SeqSpec } from '../graph/index.js';
+import type { TPPlan } from '../plan/index.js';
+import { lmHead, rankZeroOutput } from './decoder.js';
+import { embedTokens } from './embeddings.js';
+import type { Engine, StepInput, StepResult } from './engine.js';
+import { runLayer } from './layer.js';
+import type { LoadedShard } from './load.js';
+import { relativeBias } from './relative-bias.js';
+import { modelRefs, type LayerRefs, type StackRefs, type TopRefs } from './structure.js';
+import { SubLayers, type AttentionRuntime } from './sublayers.js';
+import { StepTimeline } from './timeline.js';
+
+interface EncoderLayer {
+  refs: LayerRefs;
+  self: AttentionRuntime;
+}
+
+interface DecoderLayer extends EncoderLayer {
+  cross: AttentionRuntime;
+  cache?: KvCache;
+  source?: KvCache;
+}
+
+/** A stack's relative-bias table: [buckets, local heads], read from the device once. */
+type BiasTable = { values: Float32Array; heads: number } | undefined;
+
+export class Seq2SeqEngine implements Engine {
+  private readonly enc: SubLayers;
+  private readonly dec: SubLayers;
+  private readonly encoderStack: StackRefs;
+  private readonly decoderStack: StackRefs;
+  private readonly top: TopRefs;
+  private readonly encoderLayers: EncoderLayer[];
+  private readonly decoderLayers: DecoderLayer[];
+  private readonly timeline = new StepTimeline();
+  /** The encoder's key mask of the batch, kept on the host and uploaded with each step. */
+  private source: { mask: Int32Array; rows: number } | undefined;
+  private tables: { encoder: BiasTable; decoder: BiasTable } | undefined;
+
+  constructor(
+    private readonly rank: Rank,
+    graph: ModelGraph,
+    private readonly plan: TPPlan,
+    private readonly shard: LoadedShard,
+    private readonly spec: Seq2SeqSpec,
+    private readonly kvDtype: StorageDtype = 'f32',
+  ) {
+    this.enc = new SubLayers(rank, graph, plan, shard, spec.encoder);
+    this.dec = new SubLayers(rank, graph, plan, shard, spec.decoder);
+    const refs = modelRefs(graph, plan);
+    this.top = refs.top;
+    const stackNamed = (name: string) => {
+      const found = refs.stacks.find((s) => s.blockList.split('.').includes(name));
+      if (found === undefined) throw new TpError('unsupported-model', `${graph.title}: no ${name} layers among ${refs.stacks.map((s) => s.blockList).join(', ')}`);
+      return found;
+    };
+    this.encoderStack = stackNamed(spec.stacks.encoder);
+    this.decoderStack = stackNamed(spec.stacks.decoder);
+    this.encoderLayers = this.encoderStack.layers.map((layer, i) => ({
+      refs: layer,
+      self: this.enc.attentionRuntime(selfGroup(layer, spec.crossGroup, i), i, { mask: 'bidirectional', norms: layer.norms }),
+    }));
+    this.decoderLayers = this.decoderStack.layers.map((layer, i) => {
+      const cross = layer.attention.get(spec.crossGroup);
+      if (cross === undefined) throw new TpError('unsupported-model', `decoder layer ${i} has no cross-attention weights (group "${spec.crossGroup}")`);
+      return {
+        refs: layer,
+        self: this.dec.attentionRuntime(selfGroup(layer, spec.crossGroup, i), i, { mask: 'causal', norms: layer.norms }),
+        cross: this.dec.attentionRuntime(cross, i, { mask: 'bidirectional', positional: false }),
+      };
+    });
+  }
+
+  /** Fresh decoder caches (self-attention and cross-attention sources) for `batch` sequences. */
+  reset(batch: number): void {
+    const { rank } = this;
+    for (const layer of this.decoderLayers) {
+      if (layer.cache) rank.freeKvCache(layer.cache);
+      if (layer.source) rank.freeKvCache(layer.source);
+      const a = layer.self.spec;
+      const c = layer.cross.spec;
+      layer.cache = rank.createKvCache(batch, a.kvHeads, a.headDim, a.valueDim, this.kvDtype);
+      layer.source = rank.createKvCache(batch, c.kvHeads, c.headDim, c.valueDim, this.kvDtype);
+    }
+    this.timeline.reset(batch);
+    this.source = undefined;
+  }
+
+  get cachedSlots(): number {
+    return this.timeline.length;
+  }
+
+  async forward(input: StepInput): Promise<StepResult | undefined> {
+    this.tables ??= { encoder: await this.biasTable(this.encoderStack), decoder: await this.biasTable(this.decoderStack) };
+    this.rank.beginStep();
+    try {
+      const result: StepResult = {};
+      if (input.encoder !== undefined) {
+        const encoded = await this.encode(input);
+        if (input.hidden && this.rank.rank === 0) result.hidden = (await this.rank.download(encoded)) as Float32Array;
+      }
+      if (this.source === undefined) throw new TpError('invalid-argument', 'the first step of a batch must carry the encoder input');
+      const logits = await this.decode(input);
+      if (logits !== undefined) Object.assign(result, await rankZeroOutput(this.rank, logits, input));
+      return this.rank.rank === 0 ? result : undefined;
+    } finally {
+      await this.rank.endStep();
+    }
+  }
+
+  /** The encoder stack over the source rows; its output fills every decoder layer's cross-attention cache. */
+  private async encode(input: StepInput): Promise<DeviceTensor> {
+    const { rank, enc, spec } = this;
+    const src = input.encoder!;
+    const { batch } = input;
+    if (src.ids.length !== batch * src.rows || src.keyMask.length !== batch * src.rows) {
+      throw new TpError('invalid-argument', `an encoder input of ${batch} × ${src.rows} rows needs as many ids and mask entries`);
+    }
+    const positions = rank.upload(hostTensor(src.positions));
+    const own = this.encoderStack.own;
+    let h = await embedTokens(enc, spec.encoder, own.embed ?? this.top.embed, own, { ids: rank.upload(hostTensor(src.ids)), positions, hostPositions: src.positions });
+    const step: AttentionStep = { batch, rows: src.rows, start: 0, keyMask: rank.upload(hostTensor(src.keyMask, [batch, src.rows])) };
+    const bias = this.bias('encoder', src.rows, src.rows, 0);
+    if (bias) step.bias = bias;
+    const attention = { positions, length: src.rows, step };
+    // One scratch cache serves every encoder layer: each writes its keys at slots [0, rows) and reads them back.
+    const a = this.encoderLayers[0]!.self.spec;
+    const scratch = rank.createKvCache(batch, a.kvHeads, a.headDim, a.valueDim, this.kvDtype);
+    try {
+      for (const layer of this.encoderLayers) {
+        h = await runLayer(enc, spec.encoder, { norms: layer.refs.norms, attention: (x) => enc.selfAttention(layer.self, x, attention, scratch), mlp: (x) => enc.mlp(layer.refs, x) }, h);
+      }
+    } finally {
+      rank.freeKvCache(scratch);
+    }
+    const norm = own.slots.get('final_norm');
+    if (norm) h = enc.norm(h, norm);
+    for (const layer of this.decoderLayers) await this.dec.fillCrossCache(layer.cross, h, layer.source!, batch, src.rows);
+    this.source = { mask: src.keyMask.slice(), rows: src.rows };
+    return h;
+  }
+
+  /** The decoder rows of a step; the logits asked for (or undefined). */
+  private async decode(input: StepInput): Promise<DeviceTensor | undefined> {
+    const { rank, dec, spec } = this;
+    const { batch, rows } = input;
+    if (input.ids.length !== batch * rows || input.positions.length !== batch * rows) {
+      throw new TpError('invalid-argument', `a step of ${batch} × ${rows} rows needs as many ids and positions`);
+    }
+    this.timeline.append(input);
+    const keys = this.timeline.length;
+    const positions = rank.upload(hostTensor(input.positions));
+    const own = this.decoderStack.own;
+    let h = await embedTokens(dec, spec.decoder, own.embed ?? this.top.embed, own, { ids: rank.upload(hostTensor(input.ids)), positions, hostPositions: input.positions });
+    const self: AttentionStep = { batch, rows, start: input.start, keyMask: rank.upload(hostTensor(this.timeline.mask(), [batch, keys])) };
+    const bias = this.bias('decoder', rows, keys, input.start);
+    if (bias) self.bias = bias;
+    const source = this.source!;
+    const cross: AttentionStep = { batch, rows, start: 0, keyMask: rank.upload(hostTensor(source.mask, [batch, source.rows])) };
+    const attention = { positions, length: keys, step: self };
+    for (const layer of this.decoderLayers) {
+      h = await runLayer(
+        dec,
+        spec.decoder,
+        {
+          norms: layer.refs.norms,
+          attention: (x) => dec.selfAttention(layer.self, x, attention, layer.cache!),
+          cross: (x) => dec.crossAttention(layer.cross, x, cross, layer.source!),
+          mlp: (x) => dec.mlp(layer.refs, x),
+        },
+        h,
+      );
+    }
+    if (input.logits === 'none') return undefined;
+    const norm = own.slots.get('final_norm');
+    if (norm) h = dec.norm(h, norm);
+    if (input.logits === 'last' && rows > 1) {
+      h = rank.gatherRows(h, rank.upload(hostTensor(Int32Array.from({ length: batch }, (_, b) => b * rows + rows - 1))));
+    }
+    if (spec.logitScale !== undefined) h = rank.scale(h, spec.logitScale);
+    return lmHead(dec, this.plan, this.shard, this.top, h);
+  }
+
+  /** The step's relative position bias on the device, or undefined for families without one. */
+  private bias(stack: 'encoder' | 'decoder', rows: number, keys: number, queryStart: number): DeviceTensor | undefined {
+    const table = this.tables?.[stack];
+    const rel = this.spec.relativeBias;
+    if (table === undefined || rel === undefined) return undefined;
+    const values = relativeBias(table.values, { heads: table.heads, rows, keys, queryStart, bidirectional: stack === 'encoder', buckets: rel.buckets, maxDistance: rel.maxDistance });
+    return this.rank.upload(hostTensor(values, [table.heads, rows, keys]));
+  }
+
+  /** The stack's relative-bias table (stored in its first layer), with this rank's heads. */
+  private async biasTable(stack: StackRefs): Promise<BiasTable> {
+    if (this.spec.relativeBias === undefined) return undefined;
+    const ref = [...(stack.layers[0]?.attention.values() ?? [])].find((a) => a.relBias !== undefined)?.relBias;
+    if (ref === undefined) throw new TpError('unsupported-model', `${stack.blockList}.0 has no relative_attention_bias table`);
+    const t = this.enc.tensor(ref.weight.name);
+    return { values: (await this.rank.download(t)) as Float32Array, heads: t.shape[1]! };
+  }
+}
+
+/** A layer's self-attention: its attention group that is not the cross-attention. */
+function selfGroup(layer: LayerRefs, crossGroup: string, index: number) {
+  const self = [...layer.attention.values()].find((a) => a.group !== crossGroup && a.q !== undefined);
+  if (self === undefined) throw new TpError('unsupported-model', `layer ${index} has no self-attention weights`);
+  return self;
+}
