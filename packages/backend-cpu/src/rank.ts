@@ -450,6 +450,33 @@ export class CpuRank implements Rank {
     this.write(c, k, v, batch, rows, 0);
   }
 
+  /**
+   * Sequence b takes what sequence order[b] held, in place: only the sources of moved rows are copied
+   * aside first (on the host), so a beam step that keeps most beams copies little.
+   */
+  reorderKvCache(cache: KvCache, order: DeviceTensor): void {
+    const c = cache as CpuKvCache;
+    const o = order as CpuTensor;
+    if (o.dtype !== 'i32' || o.shape.length !== 1 || o.length !== c.batch) fail('reorderKvCache', `the order [${order.shape.join(', ')}] (${order.dtype}) is not i32 [${c.batch}], one source per sequence of the cache`);
+    const src = Array.from(o.ints());
+    const bad = src.find((s) => !Number.isInteger(s) || s < 0 || s >= c.batch);
+    if (bad !== undefined) fail('reorderKvCache', `source sequence ${bad} is outside the cache's ${c.batch} sequences`);
+    if (c.length === 0 || src.every((s, b) => s === b)) return;
+    for (const [t, width] of [
+      [c.k!, c.kvHeads * c.headDim],
+      [c.v!, c.kvHeads * c.valueDim],
+    ] as const) {
+      const data = t.data();
+      const rowFloats = c.length * width;
+      const saved = new Map<number, Float32Array>();
+      for (let b = 0; b < c.batch; b++) {
+        const s = src[b]!;
+        if (s !== b && !saved.has(s)) saved.set(s, data.slice(s * c.capacity * width, s * c.capacity * width + rowFloats));
+      }
+      for (let b = 0; b < c.batch; b++) if (src[b] !== b) data.set(saved.get(src[b]!)!, b * c.capacity * width);
+    }
+  }
+
   attention(q: DeviceTensor, k: DeviceTensor | undefined, v: DeviceTensor | undefined, cache: KvCache, step: AttentionStep, spec: AttentionSpec): DeviceTensor {
     const c = cache as CpuKvCache;
     const { batch, rows, start } = step;

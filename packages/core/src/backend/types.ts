@@ -278,6 +278,15 @@ export interface Rank {
   attention(q: DeviceTensor, k: DeviceTensor | undefined, v: DeviceTensor | undefined, cache: KvCache, step: AttentionStep, spec: AttentionSpec): DeviceTensor;
   /** Write `rows` keys and values per sequence at slots [0, rows) (cross-attention sources). */
   fillKvCache(cache: KvCache, k: DeviceTensor, v: DeviceTensor, batch: number, rows: number): void;
+  /**
+   * Reorder the cache's sequences (beam search): afterwards sequence b holds what sequence `order[b]`
+   * held before, every written slot of it — keys, values and `length` alike. `order` is i32 [batch]
+   * with values in [0, batch); entries may repeat (a beam continued twice) and sequences may be dropped
+   * (a beam nobody continues). The cache keeps its batch, length and capacity. Enqueued like a kernel:
+   * attention calls enqueued after it see the reordered cache, and `order` may be a step temporary.
+   * An order of the wrong length or with a value out of range throws at enqueue.
+   */
+  reorderKvCache(cache: KvCache, order: DeviceTensor): void;
 
   readonly collective: Collective;
   /** Release every device resource; the rank is unusable afterwards. */

@@ -85,6 +85,14 @@ export class DecoderEngine implements Engine {
     }
   }
 
+  /** Beam search: sequence b continues sequence order[b] — its KV caches and its key timeline. */
+  private reorder(order: Int32Array): void {
+    this.timeline.reorder(order);
+    if (isIdentity(order)) return;
+    const device = this.rank.upload(hostTensor(order));
+    for (const layer of this.layers) this.rank.reorderKvCache(layer.cache!, device);
+  }
+
   /** Upload the step's inputs once: ids, positions, and the key mask and positions so far. */
   private deviceStep(step: StepInput): DeviceStep {
     const { rank } = this;
@@ -113,6 +121,7 @@ export class DecoderEngine implements Engine {
   private async forwardStep(input: StepInput): Promise<StepResult | undefined> {
     const { rank, spec, ops } = this;
     const top = this.top;
+    if (input.order !== undefined) this.reorder(input.order);
     const step = this.deviceStep(input);
     let h = await embedTokens(ops, spec, top.embed, top, { ids: step.ids, positions: step.positions, hostPositions: input.positions });
 
@@ -163,4 +172,10 @@ export async function rankZeroOutput(rank: Rank, logits: DeviceTensor, input: Pi
   if (output === 'argmax') return { ids: (await rank.download(rank.argmax(logits))) as Int32Array };
   const top = rank.topk(logits, Math.min(output.topk, logits.shape[1]!));
   return { topk: { values: (await rank.download(top.values)) as Float32Array, indices: (await rank.download(top.indices)) as Int32Array } };
+}
+
+/** An order that keeps every sequence where it is. */
+export function isIdentity(order: Int32Array): boolean {
+  for (let b = 0; b < order.length; b++) if (order[b] !== b) return false;
+  return true;
 }

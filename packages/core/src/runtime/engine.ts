@@ -36,10 +36,17 @@ export interface StepInput {
   /** Encoders with a pooler: also return tanh(dense(first row)) of each sequence. */
   pooled?: boolean;
   /**
-   * Encoder–decoder models, on a batch's first step: the encoder input ([batch × rows], right-padded
-   * with `keyMask` 0), run once; the decoder rows of this and later steps attend to its output.
+   * Encoder–decoder models, on a batch's first step: the encoder input ([sources × rows], right-padded
+   * with `keyMask` 0), run once; the decoder rows of this and later steps attend to its output. With
+   * `repeat` (beam search), each source serves that many consecutive decoder sequences (`batch` =
+   * sources × repeat): the encoder runs once per source and its output is expanded.
    */
-  encoder?: { ids: Int32Array; positions: Int32Array; keyMask: Int32Array; rows: number };
+  encoder?: { ids: Int32Array; positions: Int32Array; keyMask: Int32Array; rows: number; repeat?: number };
+  /**
+   * Beam search, before this step: sequence b continues what sequence order[b] held (i32 [batch]):
+   * every KV cache, the key timeline and an encoder–decoder's source follow.
+   */
+  order?: Int32Array;
 }
 
 /** What rank 0 returns from a step. */

@@ -2,24 +2,65 @@
  * `pipeline(task, dir, options)`, shaped like transformers': an async factory returning a callable
  * with `dispose()`. Tasks: `text-generation` (causal models) → `[{ generated_text }]`, the prompt and
  * its continuation; `text2text-generation` (encoder–decoders) → `[{ generated_text }]`, the output
- * alone; `fill-mask`
+ * alone (both: one entry per returned sequence with `num_beams` and `num_return_sequences`); `fill-mask`
  * (encoders with a masked-LM head) → the top tokens for each mask, `[{ score, token, token_str,
  * sequence }]`; `feature-extraction` (encoders) → the last hidden state, `[1][tokens][hidden]` (and
  * `.pooled(text)`, the pooler's output, for models that have one).
  */
 import { ArgumentError } from '../errors/index.js';
 import { argmax } from './sampling.js';
-import { initInference, type GenerateOptions, type InferenceOptions, type InferenceSession } from './session.js';
+import { initInference, type GenerateOptions, type GenerateResult, type InferenceOptions, type InferenceSession } from './session.js';
 import type { TextTokenizer } from './tokenizer.js';
 
 export interface TextGenerationOutput {
   generated_text: string;
 }
 
-type TextGenerationOptions = GenerateOptions & { max_new_tokens?: number; return_full_text?: boolean };
+/**
+ * For a prompt given as token ids (a checkpoint without tokenizer.json): the ids — the prompt's and
+ * the new ones, or only the new ones with return_full_text: false — and the text when there is a
+ * tokenizer to decode it.
+ */
+export interface TokenGenerationOutput {
+  generated_token_ids: number[];
+  generated_text: string | undefined;
+}
+
+/** generate's options, or transformers' names for the common ones. */
+type TextGenerationOptions = GenerateOptions & {
+  max_new_tokens?: number;
+  return_full_text?: boolean;
+  num_beams?: number;
+  num_return_sequences?: number;
+  length_penalty?: number;
+  early_stopping?: boolean | 'never';
+};
+
+/** transformers' option names mapped onto generate's (generate's own names win). */
+function generateOptions(opts: TextGenerationOptions, maxNewTokens: number | undefined): GenerateOptions {
+  const { max_new_tokens, return_full_text, num_beams, num_return_sequences, length_penalty, early_stopping, ...rest } = opts;
+  void return_full_text;
+  const pick = <T>(own: T | undefined, hf: T | undefined) => own ?? hf;
+  const out: GenerateOptions = { ...rest };
+  const set = <K extends keyof GenerateOptions>(key: K, value: GenerateOptions[K] | undefined) => {
+    if (value !== undefined) out[key] = value;
+  };
+  set('maxNewTokens', pick(opts.maxNewTokens, max_new_tokens) ?? maxNewTokens);
+  set('numBeams', pick(opts.numBeams, num_beams));
+  set('numReturnSequences', pick(opts.numReturnSequences, num_return_sequences));
+  set('lengthPenalty', pick(opts.lengthPenalty, length_penalty));
+  set('earlyStopping', pick(opts.earlyStopping, early_stopping));
+  return out;
+}
+
+/** Every returned sequence's tokens: the beam hypotheses asked for, or the one sequence. */
+const returned = (r: GenerateResult): number[][] => r.sequences?.map((h) => h.tokens) ?? [r.tokens];
 
 export interface TextGenerationPipeline {
   (prompt: string, options?: TextGenerationOptions): Promise<TextGenerationOutput[]>;
+  /** A prompt as token ids (needs no tokenizer.json), or a batch of them. */
+  (prompt: readonly number[], options?: TextGenerationOptions): Promise<TokenGenerationOutput[]>;
+  (prompts: ReadonlyArray<readonly number[]>, options?: TextGenerationOptions): Promise<TokenGenerationOutput[][]>;
   (prompts: string[], options?: TextGenerationOptions): Promise<TextGenerationOutput[][]>;
   readonly session: InferenceSession;
   dispose(): Promise<void>;
@@ -60,6 +101,9 @@ export interface FeatureExtractionPipeline {
 /** transformers' text2text-generation: the generated text alone (not the input). */
 export interface Text2TextGenerationPipeline {
   (input: string, options?: TextGenerationOptions): Promise<TextGenerationOutput[]>;
+  /** An input as token ids (needs no tokenizer.json), or a batch of them: the new ids. */
+  (input: readonly number[], options?: TextGenerationOptions): Promise<TokenGenerationOutput[]>;
+  (inputs: ReadonlyArray<readonly number[]>, options?: TextGenerationOptions): Promise<TokenGenerationOutput[][]>;
   (inputs: string[], options?: TextGenerationOptions): Promise<TextGenerationOutput[][]>;
   readonly session: InferenceSession;
   dispose(): Promise<void>;
@@ -88,7 +132,7 @@ export async function pipeline<T extends PipelineTask>(task: T, dir: string, opt
 }
 
 function needTokenizer(session: InferenceSession, dir: string, task: string): TextTokenizer {
-  if (session.tokenizer === undefined) throw new ArgumentError({ argument: 'dir', detail: `${dir} has no tokenizer.json, which the ${task} pipeline needs` });
+  if (session.tokenizer === undefined) throw new ArgumentError({ argument: 'dir', detail: `${dir} has no tokenizer.json, which a text input to the ${task} pipeline needs; give the input as token ids instead` });
   return session.tokenizer;
 }
 
@@ -98,26 +142,46 @@ function needKind(session: InferenceSession, task: string, kinds: string[], what
   }
 }
 
+type GenerationInput = string | string[] | readonly number[] | ReadonlyArray<readonly number[]>;
+
+/** One prompt or a batch, text or token ids: the prompts and whether the input was a single one. */
+function prompts(session: InferenceSession, dir: string, task: string, input: GenerationInput): { list: Array<string | readonly number[]>; single: boolean } {
+  const single = typeof input === 'string' || (Array.isArray(input) && input.every((x) => typeof x === 'number') && input.length > 0);
+  const list = (single ? [input] : [...(input as ReadonlyArray<string | readonly number[]>)]) as Array<string | readonly number[]>;
+  if (list.some((p) => typeof p === 'string')) needTokenizer(session, dir, task);
+  return { list, single };
+}
+
 function textGeneration(session: InferenceSession, dir: string): TextGenerationPipeline {
   needKind(session, 'text-generation', ['causal'], 'a causal language model');
-  const tokenizer = needTokenizer(session, dir, 'text-generation');
-  const run = async (input: string | string[], opts: TextGenerationOptions = {}) => {
-    const prompts = typeof input === 'string' ? [input] : input;
-    const results = await session.generate(prompts, { ...opts, maxNewTokens: opts.maxNewTokens ?? opts.max_new_tokens ?? 32 });
-    const outputs = results.map((r, i) => [{ generated_text: (opts.return_full_text ?? true ? prompts[i]! : '') + tokenizer.decode(r.tokens) }]);
-    return typeof input === 'string' ? outputs[0]! : outputs;
+  const tokenizer = session.tokenizer;
+  const run = async (input: GenerationInput, opts: TextGenerationOptions = {}) => {
+    const { list, single } = prompts(session, dir, 'text-generation', input);
+    const results = await session.generate(list, generateOptions(opts, 32));
+    const full = opts.return_full_text ?? true;
+    const outputs = results.map((r, i) =>
+      returned(r).map((tokens) => {
+        const prompt = list[i]!;
+        if (typeof prompt === 'string') return { generated_text: (full ? prompt : '') + tokenizer!.decode(tokens) };
+        const ids = full ? [...prompt, ...tokens] : tokens;
+        return { generated_token_ids: ids, generated_text: tokenizer?.decode(ids) };
+      }),
+    );
+    return single ? outputs[0]! : outputs;
   };
   return Object.assign(run, { session, dispose: () => session.dispose() }) as TextGenerationPipeline;
 }
 
 function text2text(session: InferenceSession, dir: string): Text2TextGenerationPipeline {
   needKind(session, 'text2text-generation', ['seq2seq'], 'an encoder–decoder model (T5, BART, Marian…)');
-  const tokenizer = needTokenizer(session, dir, 'text2text-generation');
-  const run = async (input: string | string[], opts: TextGenerationOptions = {}) => {
-    const texts = typeof input === 'string' ? [input] : input;
-    const results = await session.generate(texts, { ...opts, maxNewTokens: opts.maxNewTokens ?? opts.max_new_tokens ?? session.generation.maxNewTokens ?? 32 });
-    const outputs = results.map((r) => [{ generated_text: tokenizer.decode(r.tokens) }]);
-    return typeof input === 'string' ? outputs[0]! : outputs;
+  const tokenizer = session.tokenizer;
+  const run = async (input: GenerationInput, opts: TextGenerationOptions = {}) => {
+    const { list, single } = prompts(session, dir, 'text2text-generation', input);
+    const results = await session.generate(list, generateOptions(opts, session.generation.maxNewTokens ?? 32));
+    const outputs = results.map((r, i) =>
+      returned(r).map((tokens) => (typeof list[i] === 'string' ? { generated_text: tokenizer!.decode(tokens) } : { generated_token_ids: tokens, generated_text: tokenizer?.decode(tokens) })),
+    );
+    return single ? outputs[0]! : outputs;
   };
   return Object.assign(run, { session, dispose: () => session.dispose() }) as Text2TextGenerationPipeline;
 }

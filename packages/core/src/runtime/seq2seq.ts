@@ -10,7 +10,7 @@ import { hostTensor, type AttentionStep, type DeviceTensor, type KvCache, type R
 import { TpError } from '../errors/index.js';
 import type { ModelGraph, Seq2SeqSpec } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
-import { lmHead, rankZeroOutput } from './decoder.js';
+import { isIdentity, lmHead, rankZeroOutput } from './decoder.js';
 import { embedTokens } from './embeddings.js';
 import type { Engine, StepInput, StepResult } from './engine.js';
 import { runLayer } from './layer.js';
@@ -43,8 +43,11 @@ export class Seq2SeqEngine implements Engine {
   private readonly encoderLayers: EncoderLayer[];
   private readonly decoderLayers: DecoderLayer[];
   private readonly timeline = new StepTimeline();
-  /** The encoder's key mask of the batch, kept on the host and uploaded with each step. */
-  private source: { mask: Int32Array; rows: number } | undefined;
+  /**
+   * The encoder's key mask of each decoder sequence, kept on the host and uploaded with each step, and
+   * which encoder row each decoder sequence reads (beams of one source share it).
+   */
+  private source: { mask: Int32Array; rows: number; of: Int32Array } | undefined;
   private tables: { encoder: BiasTable; decoder: BiasTable } | undefined;
 
   constructor(
@@ -105,6 +108,7 @@ export class Seq2SeqEngine implements Engine {
     this.rank.beginStep();
     try {
       const result: StepResult = {};
+      if (input.order !== undefined) this.reorder(input.order);
       if (input.encoder !== undefined) {
         const encoded = await this.encode(input);
         if (input.hidden && this.rank.rank === 0) result.hidden = (await this.rank.download(encoded)) as Float32Array;
@@ -122,7 +126,11 @@ export class Seq2SeqEngine implements Engine {
   private async encode(input: StepInput): Promise<DeviceTensor> {
     const { rank, enc, spec } = this;
     const src = input.encoder!;
-    const { batch } = input;
+    const repeat = src.repeat ?? 1;
+    if (!Number.isInteger(repeat) || repeat < 1 || input.batch % repeat !== 0) {
+      throw new TpError('invalid-argument', `a batch of ${input.batch} decoder sequences cannot repeat each source ${repeat} times`);
+    }
+    const batch = input.batch / repeat;
     if (src.ids.length !== batch * src.rows || src.keyMask.length !== batch * src.rows) {
       throw new TpError('invalid-argument', `an encoder input of ${batch} × ${src.rows} rows needs as many ids and mask entries`);
     }
@@ -145,9 +153,34 @@ export class Seq2SeqEngine implements Engine {
     }
     const norm = own.slots.get('final_norm');
     if (norm) h = enc.norm(h, norm);
-    for (const layer of this.decoderLayers) await this.dec.fillCrossCache(layer.cross, h, layer.source!, batch, src.rows);
-    this.source = { mask: src.keyMask.slice(), rows: src.rows };
+    // Beams of one source read the same encoder output: expand it once, before the cross projections.
+    const of = Int32Array.from({ length: input.batch }, (_, b) => Math.floor(b / repeat));
+    const rowsOf = (rows: number) => Int32Array.from({ length: input.batch * rows }, (_, i) => of[Math.floor(i / rows)]! * rows + (i % rows));
+    const expanded = repeat === 1 ? h : rank.gatherRows(h, rank.upload(hostTensor(rowsOf(src.rows))));
+    for (const layer of this.decoderLayers) await this.dec.fillCrossCache(layer.cross, expanded, layer.source!, input.batch, src.rows);
+    const mask = repeat === 1 ? src.keyMask.slice() : Int32Array.from(rowsOf(src.rows), (i) => src.keyMask[i]!);
+    this.source = { mask, rows: src.rows, of };
     return h;
+  }
+
+  /**
+   * Beam search: sequence b continues sequence order[b] — its self-attention caches and timeline, and
+   * its source when order[b] read another one (beams of one source never do).
+   */
+  private reorder(order: Int32Array): void {
+    const { rank } = this;
+    this.timeline.reorder(order);
+    if (isIdentity(order)) return;
+    const device = rank.upload(hostTensor(order));
+    for (const layer of this.decoderLayers) rank.reorderKvCache(layer.cache!, device);
+    const source = this.source;
+    if (source === undefined) return;
+    const of = Int32Array.from(order, (s) => source.of[s]!);
+    if (of.every((s, b) => s === source.of[b])) return;
+    for (const layer of this.decoderLayers) rank.reorderKvCache(layer.source!, device);
+    const mask = new Int32Array(source.mask.length);
+    order.forEach((s, b) => mask.set(source.mask.subarray(s * source.rows, (s + 1) * source.rows), b * source.rows));
+    this.source = { mask, rows: source.rows, of };
   }
 
   /** The decoder rows of a step; the logits asked for (or undefined). */

@@ -1,7 +1,9 @@
 /**
  * The coordinator: it plans, starts one worker thread per rank (each loads only its own shard), and
- * runs requests. It tokenizes, samples, and sends every rank the same next token. A failing rank fails
- * the request with that rank's message and stops every worker; nothing hangs.
+ * runs requests. It tokenizes, builds a batch's first step (batches.ts) and drives the decode loops
+ * (decode-loop.ts for greedy search and sampling, beam.ts for beams), which send every rank the same
+ * next tokens. A failing rank fails the request with that rank's message and stops every worker;
+ * nothing hangs.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -9,15 +11,21 @@ import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { RankFailedError, type Backend, type StorageDtype } from '../backend/index.js';
 import { openCheckpoint } from '../checkpoint/index.js';
-import { ArgumentError, TpError, type TpErrorCode } from '../errors/index.js';
-import { analyzeModel, createConfigReader, type DecoderSpec, type EncoderSpec, type ModelGraph, type Seq2SeqSpec } from '../graph/index.js';
+import { ArgumentError, TpError, UnsupportedModelError, type TpErrorCode } from '../errors/index.js';
+import { analyzeModel, createConfigReader, FAMILIES, type DecoderSpec, type EncoderSpec, type ModelGraph, type Seq2SeqSpec } from '../graph/index.js';
 import { planTensorParallel, type TPPlan } from '../plan/index.js';
 import { resolveBackend } from './backends.js';
-import { refuseGap, type StepInput, type StepOutput, type StepResult } from './engine.js';
+import { decoderBatch, encoderBatch, promptBatch } from './batches.js';
+import { beamSearch, type BeamSettings } from './beam.js';
+import { greedyOrSample, samplingWarnings, type DecodeBatch, type GenerateOptions, type GenerateResult } from './decode-loop.js';
+import { engineGap, type StepInput, type StepResult } from './engine.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
-import { sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
-import { forcedToken, readGenerationConfig, type GenerationDefaults, type TokenRules } from './generation.js';
+import { badWordRules, readGenerationConfig, type GenerationDefaults, type TokenRules } from './generation.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+
+export type { BeamSequence, GenerateOptions, GenerateResult } from './decode-loop.js';
+export { samplingWarnings, type SamplingNames } from './decode-loop.js';
+export { encoderBatch } from './batches.js';
 
 export interface LoadProgressEvent {
   rank: number;
@@ -47,35 +55,6 @@ export interface InferenceOptions {
   collectiveTimeoutMs?: number;
   /** Test hook: make `rank` throw after this many forward passes. */
   faultInjection?: { rank: number; afterForwards: number };
-}
-
-export interface GenerateOptions extends SamplingOptions {
-  /** Tokens to generate per prompt (default 32). */
-  maxNewTokens?: number;
-  /** Stop a sequence at the model's end-of-sequence token (default true). */
-  stopAtEos?: boolean;
-  /** Called for every new token of every sequence, as it is chosen. */
-  onToken?: (event: { sequence: number; token: number; step: number }) => void;
-  /** Keep the logits that chose each token (for comparisons). */
-  returnLogits?: boolean;
-  /** End-of-sequence id(s); default generation_config.json's eos_token_id, then config.json's. */
-  eosTokenId?: number | number[];
-  /** Force the first new token (M2M100's target language); null: not even generation_config.json's. */
-  forcedBosTokenId?: number | null;
-  /** Force the last new token allowed by maxNewTokens; null: not even generation_config.json's. */
-  forcedEosTokenId?: number | null;
-  /** Token sequences never produced (single tokens are enforced); null: not even generation_config.json's. */
-  badWordsIds?: number[][] | null;
-  /** Encoder–decoder models: the decoder's first token (default generation_config.json's, then config.json's). */
-  decoderStartTokenId?: number;
-}
-
-export interface GenerateResult {
-  promptTokens: number[];
-  tokens: number[];
-  text: string | undefined;
-  finishReason: 'length' | 'eos';
-  stepLogits?: Float32Array[];
 }
 
 export interface LogitsOptions {
@@ -113,35 +92,6 @@ export interface EncoderOutput {
 const KIND_NAMES: Record<ModelGraph['kind'], string> = { causal: 'a causal language model', encoder: 'an encoder', seq2seq: 'an encoder–decoder model' };
 
 const isEncoderInput = (x: unknown): x is EncoderInput => typeof x === 'object' && x !== null && !Array.isArray(x) && 'tokens' in x;
-
-/**
- * An encoder batch, right-padded (as BERT tokenizers pad) with the padding masked. Positions count
- * the real tokens before each one (RoBERTa adds padding_idx + 1 in the engine); padding takes the
- * family's pad position.
- */
-export function encoderBatch(items: ReadonlyArray<{ tokens: readonly number[]; tokenTypes?: readonly number[] | undefined }>, spec: EncoderSpec, typeVocab = 1): Omit<StepInput, 'logits'> {
-  const rows = Math.max(...items.map((i) => i.tokens.length));
-  const batch = items.length;
-  const ids = new Int32Array(batch * rows);
-  const positions = new Int32Array(batch * rows);
-  const keyMask = new Int32Array(batch * rows);
-  const tokenTypes = new Int32Array(batch * rows);
-  items.forEach((item, b) => {
-    for (let t = 0; t < rows; t++) {
-      const i = b * rows + t;
-      const real = t < item.tokens.length;
-      ids[i] = real ? item.tokens[t]! : (spec.padTokenId ?? 0);
-      positions[i] = real ? t : (spec.padPosition ?? t);
-      keyMask[i] = real ? 1 : 0;
-      const type = real ? (item.tokenTypes?.[t] ?? 0) : 0;
-      if (!Number.isInteger(type) || type < 0 || type >= typeVocab) {
-        throw new ArgumentError({ argument: 'tokenTypes', detail: `token type ${type} is outside the model's ${typeVocab} segment type${typeVocab === 1 ? '' : 's'} (0 to ${typeVocab - 1})` });
-      }
-      tokenTypes[i] = type;
-    }
-  });
-  return { ids, positions, batch, rows, start: 0, keyMask, keyPositions: new Int32Array(batch * rows), tokenTypes };
-}
 
 export interface LoadReport {
   ranks: Array<{ rank: number; bytesRead: number; loadMs: number }>;
@@ -209,7 +159,10 @@ export class InferenceSession {
     } finally {
       ckpt.close();
     }
-    refuseGap(graph);
+    const gap = engineGap(graph);
+    if (gap !== undefined) {
+      throw new UnsupportedModelError({ modelType: graph.modelType, reason: gap, hint: `tp plan still works for it. The engine runs these model types: ${runnableModelTypes().join(', ')}` });
+    }
     const config = createConfigReader(ckpt.config);
     const seq2seq = graph.kind === 'seq2seq' ? graph.descriptor.seq2seq!(config) : undefined;
     const spec = graph.kind === 'encoder' ? graph.descriptor.encoder!(config) : (seq2seq?.decoder ?? graph.descriptor.decoder!(config));
@@ -296,7 +249,10 @@ export class InferenceSession {
     });
   }
 
-  /** Generate from text prompts (with the tokenizer) or token-id prompts. */
+  /**
+   * Generate from text prompts (with the tokenizer) or token-id prompts: greedy search, sampling, or
+   * beam search when numBeams (or generation_config.json's num_beams) is above 1.
+   */
   generate(prompts: ReadonlyArray<string | readonly number[]>, options: GenerateOptions = {}): Promise<GenerateResult[]> {
     try {
       this.requireKind(['causal', 'seq2seq'], 'generate');
@@ -307,57 +263,111 @@ export class InferenceSession {
       const sequences = prompts.map((p) => (typeof p === 'string' ? this.encode(p) : [...p]));
       const maxNew = options.maxNewTokens ?? this.generation.maxNewTokens ?? 32;
       if (!Number.isInteger(maxNew) || maxNew < 1) throw new ArgumentError({ argument: 'maxNewTokens', detail: `must be a positive integer, got ${maxNew}` });
-      const rules = this.tokenRules(options);
-      const stopAtEos = options.stopAtEos ?? true;
-      const random = seededRandom(options.seed ?? 0);
+      const beam = this.beamSettings(options);
+      const settings = { maxNew, rules: this.tokenRules(options), stopAtEos: options.stopAtEos ?? true, options };
       this.checkTokens(sequences);
-      const seq2seq = this.graph.kind === 'seq2seq';
-      // A causal model continues its prompt; an encoder–decoder encodes it once and decodes from its start token.
-      const first = seq2seq ? await this.decoderStart(sequences, options) : await this.prefill(sequences, maxNew);
-      const nextPosition = (b: number, i: number) => (seq2seq ? 1 + i : sequences[b]!.length + i);
-      const output = stepOutput(options, rules);
-      const results: GenerateResult[] = sequences.map((s) => ({ promptTokens: s, tokens: [], text: undefined, finishReason: 'length', ...(options.returnLogits ? { stepLogits: [] } : {}) }));
-      const done = new Array<boolean>(sequences.length).fill(false);
-      const batch = first.batch;
-      let result = await this.forward({ ...first, logits: 'last', output });
-      for (let i = 0; i < maxNew; i++) {
-        const next = new Int32Array(batch);
-        const vocab = result.logits ? result.logits.length / batch : 0;
-        const forced = forcedToken(rules, i, maxNew);
-        for (let b = 0; b < batch; b++) {
-          const row = result.logits?.subarray(b * vocab, (b + 1) * vocab);
-          const token = done[b] ? (results[b]!.tokens.at(-1) ?? 0) : (forced ?? chooseToken(result, b, batch, options, random, rules.banned));
-          next[b] = token;
-          if (done[b]) continue;
-          results[b]!.tokens.push(token);
-          if (row) results[b]!.stepLogits?.push(row.slice());
-          options.onToken?.({ sequence: b, token, step: i });
-          if (stopAtEos && rules.eos.has(token)) {
-            done[b] = true;
-            results[b]!.finishReason = 'eos';
-          }
-        }
-        if (i === maxNew - 1 || done.every(Boolean)) break;
-        const positions = Int32Array.from({ length: batch }, (_, b) => nextPosition(b, i));
-        const keyMask = new Int32Array(batch).fill(1);
-        result = await this.forward({ ids: next, positions, batch, rows: 1, start: first.rows + i, keyMask, keyPositions: positions, logits: 'last', output });
+      this.checkPositions(sequences, maxNew);
+      const warnings = samplingWarnings(options);
+      const withWarnings = <T extends GenerateResult>(r: T): T => (warnings.length > 0 ? { ...r, warnings } : r);
+      const run = await this.decodeBatch(sequences, options, maxNew, beam.numBeams);
+      const text = (tokens: number[]) => this.tokenizer?.decode(tokens);
+      if (beam.numBeams === 1) {
+        const decoded = await greedyOrSample(run, settings);
+        return decoded.map((d, b) => withWarnings({ promptTokens: sequences[b]!, tokens: d.tokens, text: text(d.tokens), finishReason: d.finishReason, ...(d.stepLogits ? { stepLogits: d.stepLogits } : {}) }));
       }
-      if (this.tokenizer) for (const r of results) r.text = this.tokenizer.decode(r.tokens);
-      return results;
+      const found = await beamSearch(run, { ...settings, ...beam });
+      return found.map((hyps, b) => {
+        const sequencesOut = hyps.map((h) => ({ ...h, text: text(h.tokens) }));
+        const best = sequencesOut[0]!;
+        best.tokens.forEach((token, step) => options.onToken?.({ sequence: b, token, step }));
+        return withWarnings({
+          promptTokens: sequences[b]!,
+          tokens: best.tokens,
+          text: best.text,
+          finishReason: best.finishReason,
+          ...(best.stepLogits ? { stepLogits: best.stepLogits } : {}),
+          score: best.score,
+          logProb: best.logProb,
+          ...(beam.numReturnSequences > 1 ? { sequences: sequencesOut } : {}),
+        });
+      });
     });
+  }
+
+  /** The most positions a sequence may use (see positionLimit), or undefined when the model has no limit. */
+  get positionLimit(): number | undefined {
+    return positionLimit(this.graph, this.graph.kind === 'encoder' ? undefined : this.spec);
+  }
+
+  /** Prompt + new tokens within the model's positions, refused before any step runs, saying how many fit. */
+  private checkPositions(sequences: ReadonlyArray<readonly number[]>, maxNew: number): void {
+    const limit = this.positionLimit;
+    if (limit === undefined) return;
+    const seq2seq = this.graph.kind === 'seq2seq';
+    const longest = seq2seq ? 1 : Math.max(...sequences.map((s) => s.length));
+    if (longest + maxNew <= limit) return;
+    const fit = limit - longest;
+    throw new ArgumentError({
+      argument: 'maxNewTokens',
+      detail: `${seq2seq ? 'the decoder' : `a prompt of ${longest} tokens`} plus ${maxNew} new tokens needs ${longest + maxNew} positions, but ${this.graph.title} takes at most ${limit}: ${fit > 0 ? `${fit} new token${fit === 1 ? ' fits' : 's fit'}` : 'the prompt alone fills them'}`,
+    });
+  }
+
+  /** numBeams and its companions: the options, then generation_config.json, then transformers' defaults. */
+  private beamSettings(options: GenerateOptions): Pick<BeamSettings, 'numBeams' | 'lengthPenalty' | 'earlyStopping' | 'numReturnSequences'> {
+    const g = this.generation;
+    const numBeams = options.numBeams ?? g.numBeams ?? 1;
+    if (!Number.isInteger(numBeams) || numBeams < 1) throw new ArgumentError({ argument: 'numBeams', detail: `must be a positive integer, got ${numBeams}` });
+    const numReturnSequences = options.numReturnSequences ?? g.numReturnSequences ?? 1;
+    if (!Number.isInteger(numReturnSequences) || numReturnSequences < 1 || numReturnSequences > numBeams) {
+      throw new ArgumentError({ argument: 'numReturnSequences', detail: `must be an integer from 1 to numBeams (${numBeams}), got ${numReturnSequences}` });
+    }
+    const lengthPenalty = options.lengthPenalty ?? g.lengthPenalty ?? 1;
+    if (!Number.isFinite(lengthPenalty)) throw new ArgumentError({ argument: 'lengthPenalty', detail: `must be a finite number, got ${lengthPenalty}` });
+    const earlyStopping = options.earlyStopping ?? g.earlyStopping ?? false;
+    if (numBeams > 1 && (options.temperature ?? 0) > 0) {
+      throw new ArgumentError({ argument: 'numBeams', detail: `beam search (${numBeams} beams${options.numBeams === undefined ? ', from generation_config.json' : ''}) does not sample; drop temperature, or pass numBeams: 1 to sample` });
+    }
+    return { numBeams, lengthPenalty, earlyStopping, numReturnSequences };
+  }
+
+  /**
+   * Start a batch on the ranks for a decode loop: each prompt repeated once per beam (an
+   * encoder–decoder encodes each prompt once and repeats its output), then one row per step.
+   */
+  private async decodeBatch(sequences: ReadonlyArray<readonly number[]>, options: GenerateOptions, maxNew: number, beams: number): Promise<DecodeBatch> {
+    const seq2seq = this.graph.kind === 'seq2seq';
+    const expanded = sequences.flatMap((s) => Array.from({ length: beams }, () => s));
+    // A causal model continues its prompt; an encoder–decoder encodes it once and decodes from its start token.
+    const first = seq2seq ? await this.decoderStart(sequences, options, undefined, beams) : await this.prefill(expanded, maxNew);
+    const { batch } = first;
+    const contexts = seq2seq ? Array.from({ length: batch }, (_, b) => [first.ids[b * first.rows]!]) : expanded;
+    return {
+      batch,
+      context: (b) => contexts[b]!,
+      start: (output) => this.forward({ ...first, logits: 'last', output }),
+      next: (i, ids, output, order) => {
+        const positions = Int32Array.from({ length: batch }, (_, b) => (seq2seq ? 1 + i : expanded[b]!.length + i));
+        const keyMask = new Int32Array(batch).fill(1);
+        return this.forward({ ids, positions, batch, rows: 1, start: first.rows + i, keyMask, keyPositions: positions, logits: 'last', output, ...(order ? { order } : {}) });
+      },
+    };
   }
 
   /** End-of-sequence ids, forced and banned tokens: the options, then generation_config.json, then config.json. */
   private tokenRules(options: GenerateOptions): TokenRules {
     const g = this.generation;
     const pick = (given: number | null | undefined, fallback: number | undefined) => (given === null ? undefined : (given ?? fallback));
-    const eos = options.eosTokenId === undefined ? (g.eosTokenIds ?? [this.spec.eosTokenId ?? []].flat()) : [options.eosTokenId].flat();
+    const eos = new Set(options.eosTokenId === undefined ? (g.eosTokenIds ?? [this.spec.eosTokenId ?? []].flat()) : [options.eosTokenId].flat());
     const bad = options.badWordsIds === undefined ? (g.badWordsIds ?? []) : (options.badWordsIds ?? []);
+    if (!Array.isArray(bad) || bad.some((w) => !Array.isArray(w) || w.some((t) => !Number.isInteger(t) || t < 0))) {
+      throw new ArgumentError({ argument: 'badWordsIds', detail: 'must be a list of token-id lists' });
+    }
     return {
-      eos: new Set(eos),
+      eos,
       forcedFirst: pick(options.forcedBosTokenId, g.forcedBosTokenId),
       forcedLast: pick(options.forcedEosTokenId, g.forcedEosTokenId),
-      banned: new Set(bad.filter((w) => w.length === 1).map((w) => w[0]!)),
+      ...badWordRules(bad, eos),
     };
   }
 
@@ -365,36 +375,16 @@ export class InferenceSession {
    * The first step of an encoder–decoder batch: the prompts as the encoder input (right-padded,
    * padding masked) and the decoder start token as the decoder's first row.
    */
-  private async decoderStart(sequences: ReadonlyArray<readonly number[]>, options: { decoderStartTokenId?: number }, decoderTokens?: ReadonlyArray<readonly number[]>): Promise<Omit<StepInput, 'logits'>> {
+  private async decoderStart(sequences: ReadonlyArray<readonly number[]>, options: { decoderStartTokenId?: number }, decoderTokens?: ReadonlyArray<readonly number[]>, repeat = 1): Promise<Omit<StepInput, 'logits'>> {
     const spec = this.seq2seq!;
     const start = options.decoderStartTokenId ?? this.generation.decoderStartTokenId ?? spec.decoderStartTokenId;
-    const decoder = decoderTokens ?? sequences.map(() => [start]);
+    const batch = sequences.length * repeat;
+    const decoder = decoderTokens ?? Array.from({ length: batch }, () => [start]);
     this.checkTokens(decoder);
     const source = encoderBatch(sequences.map((tokens) => ({ tokens })), spec.encoder);
-    const rows = Math.max(...decoder.map((d) => d.length));
-    const batch = sequences.length;
-    const ids = new Int32Array(batch * rows);
-    const positions = new Int32Array(batch * rows);
-    const keyMask = new Int32Array(batch * rows);
-    // Decoder rows right-padded: under the causal mask a real row never sees the padding after it.
-    decoder.forEach((tokens, b) => {
-      for (let t = 0; t < rows; t++) {
-        ids[b * rows + t] = tokens[t] ?? spec.decoder.padTokenId ?? 0;
-        positions[b * rows + t] = t;
-        keyMask[b * rows + t] = t < tokens.length ? 1 : 0;
-      }
-    });
+    const step = decoderBatch(decoder, spec.decoder.padTokenId ?? 0);
     await this.call({ type: 'reset', id: 0, batch });
-    return {
-      ids,
-      positions,
-      batch,
-      rows,
-      start: 0,
-      keyMask,
-      keyPositions: positions,
-      encoder: { ids: source.ids, positions: source.positions, keyMask: source.keyMask, rows: source.rows },
-    };
+    return { ...step, encoder: { ids: source.ids, positions: source.positions, keyMask: source.keyMask, rows: source.rows, ...(repeat > 1 ? { repeat } : {}) } };
   }
 
   /**
@@ -591,25 +581,9 @@ export class InferenceSession {
   private async prefill(sequences: ReadonlyArray<readonly number[]>, maxNew = 0): Promise<Omit<StepInput, 'logits'>> {
     this.checkTokens(sequences);
     this.checkLength(sequences, maxNew);
-    const rows = Math.max(...sequences.map((s) => s.length));
-    const batch = sequences.length;
-    const ids = new Int32Array(batch * rows);
-    const positions = new Int32Array(batch * rows);
-    const keyMask = new Int32Array(batch * rows);
-    const keyPositions = new Int32Array(batch * rows);
-    const padId = this.spec.padTokenId ?? 0;
-    sequences.forEach((seq, b) => {
-      const pad = rows - seq.length;
-      for (let t = 0; t < rows; t++) {
-        const real = t >= pad;
-        ids[b * rows + t] = real ? seq[t - pad]! : padId;
-        positions[b * rows + t] = real ? t - pad : 1;
-        keyMask[b * rows + t] = real ? 1 : 0;
-        keyPositions[b * rows + t] = real ? t - pad : 0;
-      }
-    });
-    await this.call({ type: 'reset', id: 0, batch });
-    return { ids, positions, batch, rows, start: 0, keyMask, keyPositions };
+    const step = promptBatch(sequences, this.spec.padTokenId ?? 0);
+    await this.call({ type: 'reset', id: 0, batch: step.batch });
+    return step;
   }
 
   /** Positions a learned position table can encode (undefined when positions are computed). */
@@ -726,38 +700,6 @@ export class RankError extends TpError {
   }
 }
 
-/**
- * What a step must return for these options: one id when greedy, k candidates for top-k — with room
- * for the banned tokens among them — and the logits otherwise.
- */
-function stepOutput(options: GenerateOptions, rules: TokenRules): StepOutput {
-  const banned = rules.banned.size;
-  if (options.returnLogits) return 'logits';
-  if ((options.temperature ?? 0) <= 0) return banned === 0 ? 'argmax' : { topk: banned + 1 };
-  if (options.topK !== undefined && options.topK > 0) return { topk: options.topK + banned };
-  return 'logits';
-}
-
-/** The next token of sequence b (of `batch`) from what the step returned, never a banned one. */
-function chooseToken(result: StepResult, b: number, batch: number, options: GenerateOptions, random: () => number, banned: ReadonlySet<number>): number {
-  if (result.ids) return result.ids[b]!;
-  if (result.topk) {
-    // The k best logits, best first with ties by index: the candidates sampleToken would keep.
-    const k = result.topk.values.length / batch;
-    const indices = Array.from(result.topk.indices.subarray(b * k, (b + 1) * k));
-    const keep = indices.flatMap((id, j) => (banned.has(id) ? [] : [j])).slice(0, options.topK ?? k);
-    const values = Float32Array.from(keep, (j) => result.topk!.values[b * k + j]!);
-    return indices[keep[sampleToken(values, options, random)]!]!;
-  }
-  const vocab = result.logits!.length / batch;
-  let row = result.logits!.subarray(b * vocab, (b + 1) * vocab);
-  if (banned.size > 0) {
-    row = row.slice();
-    for (const id of banned) if (id < vocab) row[id] = -Infinity;
-  }
-  return sampleToken(row, options, random);
-}
-
 /** Refuse, before any rank loads, a plan whose share of the weights does not fit a rank. */
 async function checkRankMemory(backend: Backend, plan: TPPlan, options: Record<string, unknown>): Promise<void> {
   const limit = await backend.rankMemoryLimit(options);
@@ -774,4 +716,25 @@ async function checkRankMemory(backend: Backend, plan: TPPlan, options: Record<s
 
 export function initInference(dir: string, options?: InferenceOptions): Promise<InferenceSession> {
   return InferenceSession.create(dir, options);
+}
+
+/** The model types the engine runs (tp plan plans more), for the unsupported-model message. */
+export function runnableModelTypes(): string[] {
+  return FAMILIES.filter((f) => f.engineGap === undefined && f.refuse === undefined && (f.decoder !== undefined || f.encoder !== undefined || f.seq2seq !== undefined)).map((f) => f.modelType);
+}
+
+/**
+ * The longest sequence (prompt + new tokens) a model takes: a learned position table's rows (less the
+ * family's offset), or max_position_embeddings (n_positions, max_seq_len) for rotary and ALiBi models
+ * — except under dynamic rotary scaling, which extends them. Undefined: no limit (T5's relative
+ * positions). `spec` is the decoder's (an encoder–decoder's decoder stack); the encoder's table of an
+ * encoder–decoder is not counted.
+ */
+export function positionLimit(graph: ModelGraph, spec: Pick<DecoderSpec, 'maxPositions' | 'positionOffset' | 'rope'> | undefined): number | undefined {
+  const limits: number[] = [];
+  if (spec?.maxPositions !== undefined && spec.rope?.scaling?.type !== 'dynamic') limits.push(spec.maxPositions);
+  for (const w of graph.weights) {
+    if (w.role === 'pos_embed' && w.param === 'weight' && w.shape.length === 2 && !w.name.includes('encoder')) limits.push(w.shape[0]! - (spec?.positionOffset ?? 0));
+  }
+  return limits.length === 0 ? undefined : Math.min(...limits);
 }

@@ -41,6 +41,20 @@ export class StepTimeline {
     this.slots = needed;
   }
 
+  /** Sequence b takes sequence order[b]'s slots (beam search reorders its beams). */
+  reorder(order: Int32Array): void {
+    if (order.length !== this.batch) throw new TpError('invalid-argument', `a reorder names ${order.length} sources for ${this.batch} sequences`);
+    const bad = Array.from(order).find((s) => !Number.isInteger(s) || s < 0 || s >= this.batch);
+    if (bad !== undefined) throw new TpError('invalid-argument', `source sequence ${bad} is outside the batch of ${this.batch}`);
+    const gather = (rows: Int32Array) => {
+      const out = new Int32Array(rows.length);
+      for (let b = 0; b < this.batch; b++) out.set(rows.subarray(order[b]! * this.capacity, (order[b]! + 1) * this.capacity), b * this.capacity);
+      return out;
+    };
+    this.maskRows = gather(this.maskRows);
+    this.positionRows = gather(this.positionRows);
+  }
+
   /** i32 [batch, length]: 1 where the slot holds a real token. */
   mask(): Int32Array {
     return this.compact(this.maskRows);

@@ -1,6 +1,7 @@
 /**
  * The backend conformance suite: every `Rank` kernel against the host reference (reference.ts) on
- * seeded random inputs at awkward sizes, uploads and dtypes, KV caches, attention in all its forms,
+ * seeded random inputs at awkward sizes, uploads and dtypes, KV caches (growth and beam-search
+ * reordering), attention in all its forms,
  * MoE routing end to end, the errors the interface promises, and collectives across worker threads.
  *
  * It is test-framework agnostic: `conformanceCases(backend)` returns named cases whose `run` throws an
@@ -1073,6 +1074,131 @@ async function crossAttention(c: Ctx, r: Random, cfg: AttentionConfig, dtype: St
   c.rank.freeKvCache(cache);
 }
 
+/**
+ * reorderKvCache, as beam search uses it: a causal cache of `batch` sequences (left-padded by
+ * padding[b]) is filled by a prefill, then before each decode call it is reordered by the next order
+ * (repeats, drops, cycles, the identity) and the call's output is checked against the reference over
+ * the reordered host cache and mask; the last call appends past the capacity, so the cache grows after
+ * reordering. Every order is uploaded inside the step that reorders (a step temporary).
+ */
+async function reorderedSelf(c: Ctx, r: Random, cfg: AttentionConfig, dtype: StorageDtype, padding: number[], orders: number[][], lastRows: number): Promise<void> {
+  const batch = padding.length;
+  const a = new AttentionRun(c, r, cfg, 'causal');
+  const calls = [5, ...orders.slice(1).map(() => 1), lastRows];
+  const total = calls.reduce((x, y) => x + y, 0);
+  let kCache: Float64Array = new Float64Array(batch * total * a.kw);
+  let vCache: Float64Array = new Float64Array(batch * total * a.vw);
+  let mask = new Int32Array(batch * total);
+  for (let b = 0; b < batch; b++) for (let j = 0; j < total; j++) mask[b * total + j] = j >= padding[b]! ? 1 : 0;
+  const positions = new Int32Array(batch * total);
+  for (let b = 0; b < batch; b++) for (let j = 0; j < total; j++) positions[b * total + j] = Math.max(0, j - padding[b]!);
+  const cache = c.rank.createKvCache(batch, cfg.kvHeads, cfg.headDim, a.valueDim, dtype);
+  let start = 0;
+  for (const [call, rows] of calls.entries()) {
+    const order = call === 0 ? undefined : orders[call - 1]!;
+    if (order !== undefined) {
+      kCache = ref.reorderBatch(kCache, batch, order);
+      vCache = ref.reorderBatch(vCache, batch, order);
+      mask = Int32Array.from(ref.reorderBatch(mask, batch, order));
+    }
+    const keys = start + rows;
+    const q = a.q(batch, rows);
+    const k = a.k(batch, rows);
+    const v = a.v(batch, rows);
+    const kr = ref.roundToDtype(k, dtype);
+    const vr = ref.roundToDtype(v, dtype);
+    for (let b = 0; b < batch; b++) {
+      for (let t = 0; t < rows; t++) {
+        kCache.set(kr.subarray((b * rows + t) * a.kw, (b * rows + t + 1) * a.kw), (b * total + start + t) * a.kw);
+        vCache.set(vr.subarray((b * rows + t) * a.vw, (b * rows + t + 1) * a.vw), (b * total + start + t) * a.vw);
+      }
+    }
+    const visibleMask = Int32Array.from({ length: batch * keys }, (_, i) => mask[Math.floor(i / keys) * total + (i % keys)]!);
+    const visiblePositions = Int32Array.from({ length: batch * keys }, (_, i) => positions[Math.floor(i / keys) * total + (i % keys)]!);
+    const expected = a.expected({ q, kCache: Float32Array.from(kCache), vCache: Float32Array.from(vCache), slots: total, batch, rows, start, mask: visibleMask, positions: visiblePositions, bias: undefined });
+    await c.step(async () => {
+      if (order !== undefined) c.rank.reorderKvCache(cache, c.i32(order));
+      a.checkCache(cache, batch, start, dtype, `after reordering by [${order?.join(', ') ?? ''}] (batch and length are kept)`);
+      const y = c.rank.attention(c.f32(q, [batch * rows, cfg.heads * cfg.headDim]), c.f32(k, [batch * rows, a.kw]), c.f32(v, [batch * rows, a.vw]), cache, a.step(batch, rows, start, visibleMask, visiblePositions, undefined), a.spec);
+      const what = order === undefined ? `prefill ${rows}` : `after reorderKvCache([${order.join(', ')}]), ${rows} row${rows === 1 ? '' : 's'} at slot ${start}`;
+      await c.expect(`reordered causal attention ${dtype} cache, call ${call + 1} of ${calls.length}: ${what}`, y, [batch * rows, cfg.heads * a.valueDim], expected, ATTENTION);
+    });
+    a.checkCache(cache, batch, keys, dtype, `after call ${call + 1}`);
+    start = keys;
+  }
+  c.rank.freeKvCache(cache);
+}
+
+/** A cross-attention source filled once, reordered (a beam following another source), then read. */
+async function reorderedCross(c: Ctx, r: Random, cfg: AttentionConfig, dtype: StorageDtype, source: number, lengths: number[], order: number[]): Promise<void> {
+  const batch = lengths.length;
+  const a = new AttentionRun(c, r, cfg, 'bidirectional');
+  const k = a.k(batch, source);
+  const v = a.v(batch, source);
+  const kCache = ref.reorderBatch(ref.roundToDtype(k, dtype), batch, order);
+  const vCache = ref.reorderBatch(ref.roundToDtype(v, dtype), batch, order);
+  const mask = Int32Array.from({ length: batch * source }, (_, i) => (i % source < lengths[order[Math.floor(i / source)]!]! ? 1 : 0));
+  const positions = Int32Array.from({ length: batch * source }, (_, i) => i % source);
+  const cache = c.rank.createKvCache(batch, cfg.kvHeads, cfg.headDim, a.valueDim, dtype);
+  await c.step(async () => {
+    c.rank.fillKvCache(cache, c.f32(k, [batch * source, a.kw]), c.f32(v, [batch * source, a.vw]), batch, source);
+  });
+  const q = a.q(batch, 2);
+  const expected = a.expected({ q, kCache: Float32Array.from(kCache), vCache: Float32Array.from(vCache), slots: source, batch, rows: 2, start: 0, mask, positions, bias: undefined });
+  await c.step(async () => {
+    c.rank.reorderKvCache(cache, c.i32(order));
+    const y = c.rank.attention(c.f32(q, [batch * 2, cfg.heads * cfg.headDim]), undefined, undefined, cache, a.step(batch, 2, 0, mask, positions, undefined), a.spec);
+    await c.expect(`cross-attention ${dtype} cache after reorderKvCache([${order.join(', ')}]), source ${source} (lengths ${lengths.join(',')})`, y, [batch * 2, cfg.heads * a.valueDim], expected, ATTENTION);
+  });
+  a.checkCache(cache, batch, source, dtype, 'after reordering');
+  c.rank.freeKvCache(cache);
+}
+
+function reorderCases(single: Single, kvDtypes: StorageDtype[]): void {
+  const cfg: AttentionConfig = { heads: 6, kvHeads: 2, headDim: 7, valueDim: 5 };
+  // Repeats and drops, a 3-cycle (in place, every row moves), the identity, a swap; then 70 rows past the capacity.
+  const orders = [
+    [2, 0, 0],
+    [1, 2, 0],
+    [0, 1, 2],
+    [2, 2, 1],
+    [1, 0, 2],
+  ];
+  for (const d of kvDtypes) {
+    single(`reorderKvCache (${d}): causal cache of 3 (left-padded 0, 1, 2) reordered by [2,0,0], [1,2,0], identity, [2,2,1], [1,0,2] between decodes, then grown by 70 rows`, (c, r) =>
+      reorderedSelf(c, r, cfg, d, [0, 1, 2], orders, 70),
+    );
+    single(`reorderKvCache (${d}): a cross-attention source of 3 sequences (lengths 7, 4, 2) reordered by [1,1,0]`, (c, r) => reorderedCross(c, r, cfg, d, 7, [7, 4, 2], [1, 1, 0]));
+  }
+  const main: StorageDtype = kvDtypes.includes('f32') ? 'f32' : kvDtypes[0]!;
+  single('reorderKvCache of an empty cache changes nothing; a prefill appended afterwards reads back', async (c, r) => {
+    const a = new AttentionRun(c, r, { heads: 2, kvHeads: 1, headDim: 4 }, 'causal');
+    const cache = c.rank.createKvCache(2, 1, 4, 4, main);
+    await c.step(async () => c.rank.reorderKvCache(cache, c.i32([1, 1])));
+    a.checkCache(cache, 2, 0, main, 'empty, after reorderKvCache([1, 1])');
+    const q = a.q(2, 3);
+    const k = a.k(2, 3);
+    const v = a.v(2, 3);
+    const mask = new Int32Array(6).fill(1);
+    const positions = Int32Array.from({ length: 6 }, (_, i) => i % 3);
+    const expected = a.expected({ q, kCache: ref.roundToDtype(k, main), vCache: ref.roundToDtype(v, main), slots: 3, batch: 2, rows: 3, start: 0, mask, positions, bias: undefined });
+    await c.step(async () => {
+      const y = c.rank.attention(c.f32(q, [6, 8]), c.f32(k, [6, 4]), c.f32(v, [6, 4]), cache, a.step(2, 3, 0, mask, positions, undefined), a.spec);
+      await c.expect('causal attention after reordering an empty cache', y, [6, 8], expected, ATTENTION);
+    });
+    c.rank.freeKvCache(cache);
+  });
+  single('reorderKvCache with an order of the wrong length or a source out of range throws at enqueue', async (c) => {
+    const cache = c.rank.createKvCache(3, 1, 4, 4, main);
+    await c.step(async () => {
+      c.expectThrows('reorderKvCache(batch 3, order [0, 1])', () => c.rank.reorderKvCache(cache, c.i32([0, 1])));
+      c.expectThrows('reorderKvCache(batch 3, order [0, 1, 3])', () => c.rank.reorderKvCache(cache, c.i32([0, 1, 3])));
+      c.expectThrows('reorderKvCache(batch 3, order [0, -1, 2])', () => c.rank.reorderKvCache(cache, c.i32([0, -1, 2])));
+    });
+    c.rank.freeKvCache(cache);
+  });
+}
+
 function attentionCases(single: Single, kvDtypes: StorageDtype[], backendKv: readonly StorageDtype[]): void {
   // The main cases use an f32 cache when the backend has one; the other cache dtypes get their own cases.
   const main: StorageDtype = kvDtypes.includes('f32') ? 'f32' : kvDtypes[0]!;
@@ -1366,7 +1492,10 @@ export function conformanceCases(backend: Backend, options: ConformanceOptions =
   elementwiseCases(single);
   layoutCases(single);
   selectionCases(single);
-  if (kvDtypes.length > 0) attentionCases(single, kvDtypes, backendKv);
+  if (kvDtypes.length > 0) {
+    attentionCases(single, kvDtypes, backendKv);
+    reorderCases(single, kvDtypes);
+  }
   collectiveCases(cases, backend, worlds);
   return cases;
 }

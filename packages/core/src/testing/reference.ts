@@ -487,3 +487,17 @@ export function attention(a: AttentionReference): Float64Array {
   }
   return out;
 }
+
+/**
+ * A KV cache after `reorderKvCache`: [batch, slots, width] where sequence b holds what sequence
+ * order[b] held (rows may repeat or be dropped).
+ */
+export function reorderBatch(cache: Numbers, batch: number, order: Numbers): Float64Array {
+  const per = cache.length / batch;
+  const out = new Float64Array(cache.length);
+  for (let b = 0; b < batch; b++) {
+    const s = order[b]!;
+    for (let i = 0; i < per; i++) out[b * per + i] = cache[s * per + i]!;
+  }
+  return out;
+}
