@@ -109,6 +109,22 @@ export class CpuRank implements Rank {
     return out;
   }
 
+  /**
+   * Scratch the matmul kernels may overwrite: 72·K bytes (interleaved x rows for the prefill tiles,
+   * widened weight rows, a scaled x for f16 decode). One long-lived buffer per rank, grown to the
+   * widest K seen, so no step allocates it.
+   */
+  private matmulScratch(k: number): number {
+    const bytes = 72 * k;
+    if (bytes > this.scratch.bytes) {
+      if (this.scratch.bytes > 0) this.heap.release(this.scratch.at, this.scratch.bytes);
+      this.scratch = { at: this.heap.outsideStep(() => this.heap.alloc(bytes)), bytes };
+    }
+    return this.scratch.at;
+  }
+
+  private scratch = { at: 0, bytes: 0 };
+
   /** The elements as f32: a view of an f32 tensor, a widened copy of a half one (small vectors). */
   private widened(t: DeviceTensor): Float32Array {
     const x = t as CpuTensor;
@@ -133,19 +149,8 @@ export class CpuRank implements Rank {
     if (bias !== undefined && (bias as CpuTensor).length !== n) fail('linear', `bias has ${(bias as CpuTensor).length} elements, the weight ${n} rows`);
     const y = this.tensor([a.rows, n]);
     const bo = (bias as CpuTensor | undefined)?.offset ?? 0;
-    if (b.dtype === 'f32') this.wasm.matmul(a.offset, b.offset, bo, y.offset, a.rows, k, n);
-    else if (b.dtype === 'bf16' || b.dtype === 'f16') {
-      const half = this.wasm as unknown as Partial<Record<'matmul_bf16' | 'matmul_f16', WasmKernels['matmul']>>;
-      const kernel = b.dtype === 'bf16' ? half.matmul_bf16 : half.matmul_f16;
-      if (kernel) kernel(a.offset, b.offset, bo, y.offset, a.rows, k, n);
-      else {
-        // TEMP until the half-precision kernels land: widen into scratch.
-        const wide = this.tensor([n, k]);
-        widenRow(b.halves(), 0, wide.data(), 0, n * k, b.dtype);
-        this.wasm.matmul(a.offset, wide.offset, bo, y.offset, a.rows, k, n);
-        this.free(wide);
-      }
-    } else fail('linear', `weights cannot be ${b.dtype}`);
+    const kernel = b.dtype === 'f32' ? this.wasm.matmul_f32 : b.dtype === 'bf16' ? this.wasm.matmul_bf16 : b.dtype === 'f16' ? this.wasm.matmul_f16 : fail('linear', `weights cannot be ${b.dtype}`);
+    kernel(a.offset, b.offset, bo, y.offset, a.rows, k, n, this.matmulScratch(k));
     return y;
   }
 

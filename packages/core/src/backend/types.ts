@@ -75,6 +75,12 @@ export interface Backend {
   readonly moduleUrl: string;
   /** Storage dtypes `upload` accepts for weights, fastest first. */
   readonly storageDtypes: readonly StorageDtype[];
+  /**
+   * What `dtype: 'auto'` holds a checkpoint dtype as where this backend measured another storage
+   * faster (the CPU backend widens f16 to f32: its WebAssembly has no f16 conversion). Explicit
+   * dtypes are unaffected.
+   */
+  readonly autoStorage?: Readonly<Partial<Record<StorageDtype, StorageDtype>>>;
   /** Dtypes `createKvCache` accepts, fastest first. */
   readonly kvDtypes: readonly StorageDtype[];
   probe(): Promise<BackendProbe>;

@@ -76,6 +76,8 @@ export function storageDtypeFor(
   tensor: { readonly name: string; readonly dtype: Dtype; readonly shape: readonly number[] },
   requested: StorageRequest = 'auto',
   supported: readonly StorageDtype[] = STORAGE_DTYPES,
+  /** What `auto` holds a stored dtype as when the backend measured another faster (CPU: f16 → f32). */
+  autoStorage: Readonly<Partial<Record<StorageDtype, StorageDtype>>> = {},
 ): StorageDtype {
   const request = parseStorageRequest(requested);
   const backend = parseSupportedStorage(supported);
@@ -92,6 +94,8 @@ export function storageDtypeFor(
   }
   if (tensor.shape.length < 2 && backend.includes('f32')) return 'f32';
   if (request === 'auto') {
+    const preferred = autoStorage[stored];
+    if (preferred !== undefined && backend.includes(preferred)) return preferred;
     if (backend.includes(stored)) return stored;
     if (backend.includes('f32')) return 'f32';
     const usable = backend.filter((d) => !(tensor.dtype === 'BF16' && d === 'f16'));

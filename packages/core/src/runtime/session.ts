@@ -174,6 +174,7 @@ export class InferenceSession {
       storageDtype: dtype,
       kvDtype,
       supportedStorage: backend.storageDtypes,
+      ...(backend.autoStorage ? { autoStorage: backend.autoStorage } : {}),
       supportedKv: backend.kvDtypes,
       ...(options.policy !== undefined ? { policy: options.policy } : {}),
       ...(options.grain !== undefined ? { grain: options.grain } : {}),
