@@ -32,6 +32,8 @@ export interface PlanOptions {
   kvDtype?: StorageDtype;
   /** The storage dtypes the backend declares for weights (`Backend.storageDtypes`). Default: f32, f16 and bf16. */
   supportedStorage?: readonly StorageDtype[];
+  /** What `auto` holds each stored dtype as, where the backend prefers another (Backend.autoStorage). */
+  autoStorage?: Readonly<Partial<Record<StorageDtype, StorageDtype>>>;
   /** The dtypes the backend's KV cache takes (`Backend.kvDtypes`). Default: f32, f16 and bf16. */
   supportedKv?: readonly StorageDtype[];
   /**
@@ -121,7 +123,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
     const d = decisions.get(w.name)!;
     const { dim, ranges } = rangesFor(w, d, { tp, grain, graph, headsOf, widths, vocabRanges, logical });
     const read = w.role !== 'buffer';
-    const storage = read && isFloatWeightDtype(w.dtype) ? storageDtypeFor(w, storageDtype, supportedStorage) : undefined;
+    const storage = read && isFloatWeightDtype(w.dtype) ? storageDtypeFor(w, storageDtype, supportedStorage, options.autoStorage) : undefined;
     const ranks: RankSlice[] = ranges.map((r) => {
       const shape = w.shape.length === 0 ? [] : [...w.shape];
       if (shape.length > 0) shape[dim] = rangeLength(r);
