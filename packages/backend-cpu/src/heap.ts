@@ -156,7 +156,7 @@ export class RankMemoryError extends TpError {
     super(
       'out-of-memory',
       `a CPU rank can address 4 GiB of WebAssembly memory and this needs ${(neededBytes / 2 ** 30).toFixed(2)} GiB. ` +
-        'If the weights do not fit, use more ranks (a larger --tp) or half-precision storage (--dtype bf16); if the KV cache grew past it, ask for fewer tokens or a smaller batch',
+        'If the weights do not fit, use more ranks (a larger --tp) or half-precision storage (--dtype bf16); if the KV cache grew past it (a long generation), ask for fewer new tokens (--max-new-tokens), a smaller batch or a half-precision KV cache (--kv-dtype bf16); more ranks help only when the kv heads can be split further',
     );
     this.name = 'RankMemoryError';
     this.neededBytes = neededBytes;

@@ -51,8 +51,15 @@ test("pipeline('text-generation', dir, { tpSize: 2 }) returns [{ generated_text 
   await expectTpError(generator(PROMPT, { max_new_tokens: 1 }), 'invalid-argument');
 });
 
-test('the pipeline refuses a checkpoint without tokenizer.json with invalid-argument', async () => {
+test('without tokenizer.json the pipeline takes token ids and refuses text with invalid-argument', async () => {
   const { dir } = await tiny('no-tokenizer', { family: 'llama', vocab: 300, seed: 9, tokenizer: false });
-  const error = await rejection(pipeline('text-generation', dir, { backend, tpSize: 2 }));
-  expect((error as { code?: string }).code).toBe('invalid-argument');
+  const generator = await pipeline('text-generation', dir, { backend, tpSize: 2 });
+  try {
+    const error = await rejection(generator(PROMPT, { max_new_tokens: 1 }));
+    expect((error as { code?: string }).code).toBe('invalid-argument');
+    const [out] = await generator([1, 2, 3], { max_new_tokens: 2 });
+    expect(out!.generated_token_ids.slice(0, 3)).toEqual([1, 2, 3]);
+  } finally {
+    await generator.dispose();
+  }
 });

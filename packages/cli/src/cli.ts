@@ -2,6 +2,7 @@
  * The `tp` command. Errors tp raises on purpose (bad files, bad input, unsplittable heads) are printed
  * as one clear line; anything else is a bug and says so.
  */
+import { readFileSync } from 'node:fs';
 import { TpError } from '@tp/core';
 import { benchCommand, benchHelp } from './commands/bench.js';
 import { logitsCommand, logitsHelp } from './commands/logits.js';
@@ -20,7 +21,8 @@ Commands:
   logits <model-dir>           the logits at every position of a sequence, as JSON
   bench <model-dir>            load time, prefill, decode speed and memory for each tp size
 
-Run "tp <command> --help" for a command's options and examples.
+Run "tp <command> --help" for a command's options and examples; "tp --version" prints the version.
+"--" ends the options: what follows is a prompt or folder even when it starts with "-".
 
 Examples:
   tp plan ./Llama-3.2-1B --tp 4
@@ -39,8 +41,21 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   bench: { run: benchCommand, help: benchHelp },
 };
 
+/** The version of @tp/cli (its package.json, one folder above src/ and dist/). */
+export function cliVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === '--version' || command === '-v' || command === '-V' || command === 'version') {
+    io.stdout(`tp ${cliVersion()}\n`);
+    return 0;
+  }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     if (command === 'help' && rest[0] !== undefined && COMMANDS[rest[0]] !== undefined) {
       io.stdout(COMMANDS[rest[0]]!.help);
@@ -51,7 +66,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const entry = COMMANDS[command];
   try {
-    if (entry === undefined) throw new UsageError(`unknown command "${command}". Commands: ${Object.keys(COMMANDS).join(', ')}`);
+    if (entry === undefined) {
+      throw new UsageError(command.startsWith('-') ? `"${command}" is not an option of tp itself (it has --help and --version); put a command first, e.g. tp run ./model "Hello"` : `unknown command "${command}". Commands: ${Object.keys(COMMANDS).join(', ')}`);
+    }
     return await entry.run(rest, io);
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS'))) {

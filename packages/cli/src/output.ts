@@ -16,6 +16,11 @@ export class CliError extends Error {
 
 /** Fail early — before a model is loaded — when `file` cannot be written to. */
 export async function checkWritable(file: string): Promise<void> {
+  // "out/" names a folder, whether or not it exists: never write a file called "out".
+  if (/[\\/]$/.test(file) || file === '.' || file === '..') {
+    const exists = (await stat(file).catch(() => undefined))?.isDirectory() === true;
+    throw new CliError('write-failed', `cannot write ${file}: it names a folder${exists ? '' : ' (which does not exist)'}; give a file name, e.g. ${path.join(file, 'logits.json')}`);
+  }
   const folder = path.dirname(path.resolve(file));
   const folderStat = await stat(folder).catch(() => undefined);
   if (folderStat === undefined || !folderStat.isDirectory()) throw new CliError('write-failed', `cannot write ${file}: the folder ${folder} does not exist`);

@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { backend as cpuBackend } from '@tp/backend-cpu';
-import { ArgumentError, BackendMissingError, initInference, PolicyError, resolveBackend, type Backend, type InferenceSession } from '@tp/core';
+import { ArgumentError, initInference, PolicyError, resolveBackend, type Backend, type InferenceSession } from '@tp/core';
 import type { DtypeChoice, KvDtypeChoice } from './commands/args.js';
 import { UsageError, type CliIo } from './io.js';
 import { LoadProgressView, progressMode } from './progress.js';
@@ -20,25 +20,23 @@ export const SESSION_OPTIONS = {
 } as const;
 
 export const SESSION_HELP = `  --tp N              number of tensor-parallel ranks (default 1)
-  --backend NAME      cpu (default); webgpu and cuda are not available yet
+  --backend NAME      cpu (default), webgpu or cuda (those two when their package is installed
+                      and this machine can run them; not published yet)
   --policy FILE       a DeepSpeed injection policy or Hugging Face tp_plan (JSON) overriding the
                       automatic plan (see "tp plan --help")
   --vocab-parallel    split the embedding and LM head by vocabulary instead of by hidden`;
 
-/** `--backend NAME` → a backend object. cpu ships with the CLI; the others are not built yet. */
+/**
+ * `--backend NAME` → a backend object. cpu ships with the CLI; another is imported from where it is
+ * installed (next to the CLI or in the working directory), and resolveBackend says precisely why it
+ * cannot be used: not installed, installed but failing to load (with the cause), or not available on
+ * this machine (with the probe's reason).
+ */
 export async function selectBackend(name: string | undefined): Promise<Backend> {
   const choice = (name ?? 'cpu').toLowerCase();
   if (choice === 'cpu') return cpuBackend;
   if (!(BACKEND_NAMES as readonly string[]).includes(choice)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${name}"`);
-  try {
-    // Installed by hand next to the CLI? Use it.
-    return await resolveBackend(choice);
-  } catch (error) {
-    if (error instanceof BackendMissingError || (error as { code?: string })?.code === 'backend-missing') {
-      throw new BackendMissingError(choice, undefined, `the ${choice} backend is not available yet; use --backend cpu`);
-    }
-    throw error;
-  }
+  return resolveBackend(choice);
 }
 
 export async function readPolicy(file: string | undefined): Promise<unknown> {

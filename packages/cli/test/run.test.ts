@@ -119,10 +119,15 @@ describe('tp run', () => {
     expect(range.code).toBe(1);
     expect(range.stdout).toBe('');
     expect(range.stderr).toMatch(/^tp: error \[invalid-argument\]: .*99999.*\n$/);
+    // Resolution says which state a backend is in (hardening.test.ts tests each): the WebGPU package
+    // is being written in this repository and may or may not resolve here.
     for (const name of ['webgpu', 'cuda']) {
-      const other = await runCli(['run', dir, 'hi', '--backend', name]);
-      expect(other.code).toBe(1);
-      expect(other.stderr).toBe(`tp: error [backend-missing]: the ${name} backend is not available yet; use --backend cpu\n`);
+      const other = await runCli(['run', dir, 'hi', '--backend', name, '--max-new-tokens', '2']);
+      if (other.code === 0) expect(other.stderr).toMatch(new RegExp(`tp 1 · ${name} · stopped`));
+      else {
+        expect(other.code).toBe(1);
+        expect(other.stderr).toMatch(new RegExp(`^tp: error \\[backend-(missing|load-failed|unavailable)\\]: the ${name} backend is [^\\n]*\\n$`));
+      }
     }
   });
 });

@@ -1,5 +1,43 @@
 /** Strict parsing of flag values: every mistake is a UsageError (one line, exit 2). */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../io.js';
+
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * node:util parseArgs with tp's own words for every mistake: an unknown option, a value missing or
+ * starting with "-", a value given to a switch. "--" ends the options (a prompt starting with "-" goes
+ * after it).
+ */
+export function parseCommandLine<O extends OptionsConfig>(command: string, argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, strict: true, options });
+  } catch (error) {
+    throw usageFromParseError(command, argv, error);
+  }
+}
+
+function usageFromParseError(command: string, argv: readonly string[], error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const message = String((error as Error)?.message ?? error);
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) return error;
+  const long = message.match(/--[\w-]+/)?.[0];
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const name = message.match(/'([^']+)'/)?.[1] ?? '?';
+    const flag = name.startsWith('--') ? name.split('=')[0]! : name;
+    return new UsageError(`unknown option "${flag}" (see tp ${command} --help); an argument that starts with "-" (a prompt, a negative number) goes after "--", e.g. tp ${command} ./model -- "${name}..."`);
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && long !== undefined) {
+    if (/argument missing/.test(message)) return new UsageError(`${long} needs a value, e.g. ${long} <value>`);
+    if (/ambiguous/.test(message)) {
+      const at = argv.indexOf(long);
+      const next = at >= 0 ? argv[at + 1] : undefined;
+      return new UsageError(`${long} needs a value${next !== undefined ? `, and "${next}" reads as an option` : ''}; write a value that starts with "-" as ${long}=${next ?? '-VALUE'}`);
+    }
+    if (/does not take an argument/.test(message)) return new UsageError(`${long} is a switch and takes no value`);
+  }
+  return new UsageError(`${command}: ${message.split('\n')[0]!.replace(/\.$/, '')}`);
+}
 
 export function parsePositiveInt(text: string, flag: string): number {
   const n = Number(text);

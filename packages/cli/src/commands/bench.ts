@@ -4,7 +4,6 @@
  * The formulas are in ../bench/metrics.ts; the tables in ../format/bench-table.ts; the chart in ../bench/chart.ts.
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { seededRandom, type InferenceSession } from '@tp/core';
 import { renderBenchChart } from '../bench/chart.js';
 import {
@@ -31,7 +30,7 @@ import { BENCH_FORMAT_VERSION, describeBenchCells, machineInfo, renderBenchRepor
 import { UsageError, type CliIo } from '../io.js';
 import { checkWritable, writeFileAtomic } from '../output.js';
 import { openSession, SESSION_OPTIONS } from '../session.js';
-import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parseNonNegativeInt, parseNumber, parsePositiveInt, parsePositiveIntList } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseCommandLine, parseDtypeFlags, parseNonNegativeInt, parseNumber, parsePositiveInt, parsePositiveIntList } from './args.js';
 
 export const benchHelp = `Usage: tp bench <model-dir> [--tp 1,2,4] [--batch 1,4,16|max] [--prompt N] [--new N] [--runs N]
                 [--dtype auto|f32|f16|bf16] [--memory-budget 8GiB] [--json] [--chart out.svg] [options]
@@ -115,30 +114,26 @@ const MiB = 2 ** 20;
 const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
 
 export async function benchCommand(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...SESSION_OPTIONS,
-      ...DTYPE_OPTIONS,
-      batch: { type: 'string' },
-      prompt: { type: 'string' },
-      new: { type: 'string' },
-      runs: { type: 'string' },
-      seed: { type: 'string' },
-      'memory-budget': { type: 'string' },
-      'read-bandwidth': { type: 'string' },
-      chart: { type: 'string' },
-      json: { type: 'boolean' },
-      quiet: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const { values, positionals } = parseCommandLine('bench', argv, {
+    ...SESSION_OPTIONS,
+    ...DTYPE_OPTIONS,
+    batch: { type: 'string' },
+    prompt: { type: 'string' },
+    new: { type: 'string' },
+    runs: { type: 'string' },
+    seed: { type: 'string' },
+    'memory-budget': { type: 'string' },
+    'read-bandwidth': { type: 'string' },
+    chart: { type: 'string' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     io.stdout(benchHelp);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'tp bench needs a model folder' : `tp bench takes one model folder, got ${positionals.length}`);
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'the model folder is missing: tp bench <model-dir> [options]' : `one model folder, please; got ${positionals.length} arguments: ${positionals.join(' ')}`);
   const dir = positionals[0]!;
   const tpSizes = values.tp === undefined ? [1] : parsePositiveIntList(values.tp, '--tp');
   const { batches, max: wantMax } = parseBatches(values.batch);

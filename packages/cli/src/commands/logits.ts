@@ -1,11 +1,11 @@
 /** `tp logits <dir> --tokens 1,2,3`: the logits at every position, as JSON (for comparisons). */
-import { parseArgs } from 'node:util';
 import { ArgumentError } from '@tp/core';
 import { float32ArrayJson } from '../format/floats.js';
 import { UsageError, type CliIo } from '../io.js';
+import { precheck } from '../checks.js';
 import { checkWritable, writeFileAtomic } from '../output.js';
 import { checkTokenIds, openSession, SESSION_HELP, SESSION_OPTIONS } from '../session.js';
-import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parsePositiveInt, parseTokenList } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseCommandLine, parseDtypeFlags, parsePositiveInt, parseTokenList } from './args.js';
 
 export const logitsHelp = `Usage: tp logits <model-dir> (--tokens IDS | --text TEXT) [--out FILE] [options]
 
@@ -41,28 +41,24 @@ Examples:
 `;
 
 export async function logitsCommand(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...SESSION_OPTIONS,
-      ...DTYPE_OPTIONS,
-      tokens: { type: 'string' },
-      text: { type: 'string' },
-      out: { type: 'string' },
-      'token-types': { type: 'string' },
-      hidden: { type: 'boolean' },
-      'decoder-tokens': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const { values, positionals } = parseCommandLine('logits', argv, {
+    ...SESSION_OPTIONS,
+    ...DTYPE_OPTIONS,
+    tokens: { type: 'string' },
+    text: { type: 'string' },
+    out: { type: 'string' },
+    'token-types': { type: 'string' },
+    hidden: { type: 'boolean' },
+    'decoder-tokens': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     io.stdout(logitsHelp);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'tp logits needs a model folder' : `tp logits takes one model folder, got ${positionals.length} arguments (quote the --text)`);
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'the model folder is missing: tp logits <model-dir> --tokens 1,2,3' : `one model folder, please; got ${positionals.length} arguments (quote the --text)`);
   const dir = positionals[0]!;
-  if ((values.tokens === undefined) === (values.text === undefined)) throw new UsageError('tp logits needs either --tokens 1,2,3 or --text "..." (one of them)');
+  if ((values.tokens === undefined) === (values.text === undefined)) throw new UsageError('give the input as --tokens 1,2,3 or as --text "..." (one of them)');
   if (values.text === '') throw new UsageError('--text is empty');
   const tokens = values.tokens === undefined ? undefined : parseTokenList(values.tokens, '--tokens');
   const tokenTypes = values['token-types'] === undefined ? undefined : parseTokenList(values['token-types'], '--token-types');
@@ -74,6 +70,8 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
   const dtypes = parseDtypeFlags(values);
   const out = values.out;
   if (out !== undefined) await checkWritable(out);
+  // The input is checked (tokenizer, vocabulary, positions) before any rank starts.
+  await precheck(dir, [tokens ?? values.text!, ...(decoderTokens ? [decoderTokens] : [])]);
 
   // With --out, stdout stays empty and stderr shows progress; without it stdout is the JSON.
   const { session } = await openSession(dir, tpSize, values, io, out === undefined, dtypes);

@@ -1,10 +1,9 @@
 /** `tp plan <dir>`: the tensor-parallel plan of a checkpoint, from its headers alone. */
-import { parseArgs } from 'node:util';
 import { analyzeModel, openCheckpoint, planTensorParallel } from '@tp/core';
 import { renderPlan } from '../format/plan-table.js';
 import { UsageError, type CliIo } from '../io.js';
 import { readPolicy } from '../session.js';
-import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parsePositiveInt } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseCommandLine, parseDtypeFlags, parsePositiveInt } from './args.js';
 
 export const planHelp = `Usage: tp plan <model-dir> [--tp N] [--json] [--policy file.json] [--vocab-parallel] [--grain N] [--dtype T] [--kv-dtype T]
 
@@ -36,24 +35,20 @@ Examples:
 `;
 
 export async function planCommand(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      tp: { type: 'string' },
-      json: { type: 'boolean' },
-      policy: { type: 'string' },
-      'vocab-parallel': { type: 'boolean' },
-      grain: { type: 'string' },
-      ...DTYPE_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-    },
+  const { values, positionals } = parseCommandLine('plan', argv, {
+    tp: { type: 'string' },
+    json: { type: 'boolean' },
+    policy: { type: 'string' },
+    'vocab-parallel': { type: 'boolean' },
+    grain: { type: 'string' },
+    ...DTYPE_OPTIONS,
+    help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     io.stdout(planHelp);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'tp plan needs a model folder' : `tp plan takes one model folder, got ${positionals.length}`);
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'the model folder is missing: tp plan <model-dir> [--tp N]' : `one model folder, please; got ${positionals.length} arguments: ${positionals.join(' ')}`);
   const dir = positionals[0]!;
   const tpSize = values.tp === undefined ? 2 : parsePositiveInt(values.tp, '--tp');
   const grain = values.grain === undefined ? undefined : parsePositiveInt(values.grain, '--grain');

@@ -1,11 +1,11 @@
 /** `tp run <dir> "prompt"`: generate text with tensor parallelism, streaming tokens as they come. */
-import { parseArgs } from 'node:util';
-import { ArgumentError, fillOne, type GenerateOptions, type GenerateResult, type InferenceSession } from '@tp/core';
+import { ArgumentError, fillOne, samplingWarnings, type GenerateOptions, type GenerateResult, type InferenceSession } from '@tp/core';
+import { precheck } from '../checks.js';
 import { checkTokenIds } from '../session.js';
 import { StreamingDecoder, visibleText } from '../format/text.js';
 import { UsageError, type CliIo } from '../io.js';
 import { openSession, SESSION_HELP, SESSION_OPTIONS } from '../session.js';
-import { DTYPE_HELP, DTYPE_OPTIONS, parseDtypeFlags, parseNonNegativeInt, parseNumber, parsePositiveInt, parseTokenList } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseCommandLine, parseDtypeFlags, parseNonNegativeInt, parseNumber, parsePositiveInt, parseTokenList } from './args.js';
 
 export const runHelp = `Usage: tp run <model-dir> <prompt>... [options]
 
@@ -23,7 +23,8 @@ ${DTYPE_HELP}
   --top-k K           sample only among the K most likely tokens
   --top-p P           sample only among the most likely tokens whose probabilities add up to P
   --seed N            seed of the sampler (default 0): the same seed gives the same text
-  --ignore-eos        keep generating after the end-of-sequence token
+  --ignore-eos        keep generating after the end-of-sequence token (Ctrl-C stops at the next
+                      token, printing the text so far; exit code 130)
   --tokens IDS        a prompt given as token ids, e.g. --tokens 1,2,3 (repeatable; for models
                       without tokenizer.json)
   --json              print one JSON object per prompt when done (one per line), and nothing else:
@@ -55,31 +56,27 @@ interface SequenceTiming {
 }
 
 export async function runCommand(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...SESSION_OPTIONS,
-      ...DTYPE_OPTIONS,
-      'max-new-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string' },
-      'ignore-eos': { type: 'boolean' },
-      tokens: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const { values, positionals } = parseCommandLine('run', argv, {
+    ...SESSION_OPTIONS,
+    ...DTYPE_OPTIONS,
+    'max-new-tokens': { type: 'string' },
+    temperature: { type: 'string' },
+    'top-k': { type: 'string' },
+    'top-p': { type: 'string' },
+    seed: { type: 'string' },
+    'ignore-eos': { type: 'boolean' },
+    tokens: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     io.stdout(runHelp);
     return 0;
   }
-  if (positionals.length === 0) throw new UsageError('tp run needs a model folder and a prompt');
+  if (positionals.length === 0) throw new UsageError('the model folder and the prompt are missing: tp run <model-dir> "prompt"');
   const [dir, ...textPrompts] = positionals as [string, ...string[]];
   const tokenPrompts = (values.tokens ?? []).map((t) => parseTokenList(t, '--tokens'));
-  if (textPrompts.length + tokenPrompts.length === 0) throw new UsageError('tp run needs a prompt after the model folder, e.g. tp run ./model "Hello"');
+  if (textPrompts.length + tokenPrompts.length === 0) throw new UsageError('the prompt is missing: give it after the model folder, e.g. tp run ./model "Hello" (or --tokens 1,2,3)');
   if (textPrompts.some((p) => p === '')) throw new UsageError('a prompt is empty');
   const tpSize = values.tp === undefined ? 1 : parsePositiveInt(values.tp, '--tp');
   const maxNewTokens = values['max-new-tokens'] === undefined ? 64 : parsePositiveInt(values['max-new-tokens'], '--max-new-tokens');
@@ -93,10 +90,21 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
   };
   const json = values.json ?? false;
   const dtypes = parseDtypeFlags(values);
+  const prompts: Array<string | number[]> = [...textPrompts, ...tokenPrompts];
+
+  // Everything that needs no weights is checked before any rank starts.
+  const pre = await precheck(dir, prompts, { maxNewTokens });
+  const generationFlags = (['max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'ignore-eos'] as const).filter((f) => values[f] !== undefined);
+  const warnings =
+    pre.graph.kind === 'encoder'
+      ? generationFlags.length > 0
+        ? [`${generationFlags.map((f) => `--${f}`).join(', ')} ${generationFlags.length === 1 ? 'has' : 'have'} no effect on an encoder (tp run fills its mask tokens)`]
+        : []
+      : samplingWarnings(sampling, { temperature: '--temperature', topK: '--top-k', topP: '--top-p', seed: '--seed' });
+  for (const w of warnings) io.stderr(`tp: warning: ${w}\n`);
 
   const { session, loadMs } = await openSession(dir, tpSize, values, io, json, dtypes);
   try {
-    const prompts: Array<string | number[]> = [...textPrompts, ...tokenPrompts];
     if (session.graph.kind === 'encoder') return await fillMasks(session, prompts, { io, json, tpSize });
     return await generate(session, prompts, sampling, { io, json, loadMs, tpSize, backend: session.backend.name });
   } finally {
@@ -127,6 +135,10 @@ async function generate(
   for (const ids of encoded) checkTokenIds(session, ids);
 
   const timings: SequenceTiming[] = prompts.map(() => ({ firstMs: undefined, lastMs: undefined, count: 0 }));
+  // Ctrl-C stops at the next step boundary and prints what was generated; a second one ends the process.
+  const stop = new AbortController();
+  const onInterrupt = () => stop.abort();
+  process.once('SIGINT', onInterrupt);
   const stream = new StreamingDecoder(tokenizer);
   let streaming = false;
   const started = performance.now();
@@ -138,6 +150,7 @@ async function generate(
     }
     results = await session.generate(encoded, {
       ...sampling,
+      signal: stop.signal,
       onToken: ({ sequence, token }) => {
         const now = performance.now() - started;
         const t = timings[sequence]!;
@@ -148,8 +161,11 @@ async function generate(
       },
     });
   } finally {
+    process.removeListener('SIGINT', onInterrupt);
     if (streaming) io.stdout(`${visibleText(stream.flush())}\n`);
   }
+  // Interrupted: the text so far is printed (and the JSON, with finish_reason "aborted"); exit 130 as a shell expects.
+  const exitCode = results.some((r) => r.finishReason === 'aborted') ? 130 : 0;
   const totalMs = performance.now() - started;
 
   if (json) {
@@ -174,7 +190,7 @@ async function generate(
       };
       io.stdout(`${JSON.stringify(object)}\n`);
     });
-    return 0;
+    return exitCode;
   }
 
   for (let i = 1; i < results.length; i++) {
@@ -193,7 +209,7 @@ async function generate(
     `stopped: ${[...new Set(results.map((r) => r.finishReason))].join(', ')}`,
   ];
   io.stderr(`${parts.join(' · ')}\n`);
-  return 0;
+  return exitCode;
 }
 
 export function round(value: number, digits: number): number {

@@ -51,9 +51,12 @@ export type TpErrorCode =
   | 'plan-version'
   // running
   | 'backend-missing'
+  | 'backend-load-failed'
+  | 'backend-unavailable'
   | 'rank-failed'
   | 'timeout'
   | 'invalid-argument'
+  | 'aborted'
   | 'out-of-memory'
   | 'kernel-invalid'
   | 'internal';

@@ -10,6 +10,7 @@ import { featureAxis, genericName, isAttentionRole, type ModelGraph, type Role, 
 import { codegenLocalBlocks, codegenProblem, fusedHeadWidth, fusedQkvRanges, gateUpRanges, yuanProblem, yuanValueHeads } from './layouts.js';
 import { applyPolicy, parsePolicy, type Policy, type PolicyDecision, type SplitKind } from './policy.js';
 import { assignHeads, headSplitProblem, headsToFeatures, mergeRanges, rangeLength, splitWidth, type HeadAssignment, type Range } from './split.js';
+import { checkPairs, checkRanges, checkSplits, type PairSide } from './validate.js';
 import { isFloatWeightDtype, kvStorageDtype, parseStorageRequest, parseSupportedStorage, storageBytes, storageDtypeFor, type StorageRequest } from './storage.js';
 import { PLAN_FORMAT_VERSION, type AttentionPlan, type LmHeadPlan, type RankSlice, type RankSummary, type TPPlan, type TensorPlan } from './types.js';
 
@@ -54,16 +55,12 @@ interface Decision {
   decidedBy: string;
   /** Producers kept whole so a cross-head norm can run, then sliced by head. */
   sliceAfterNorm?: boolean;
+  /** The policy entry that decided it, if any. */
+  policy?: { source: 'tp_plan' | 'deepspeed'; pattern: string };
 }
 
 /** What a split tensor means in model terms, for checking producers against consumers. */
-interface Logical {
-  group: string;
-  side: 'producer' | 'consumer';
-  unit: 'head' | 'feature';
-  ranks: Range[][];
-  tensor: string;
-}
+type Logical = PairSide;
 
 export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPPlan {
   const tp = options.tpSize;
@@ -89,6 +86,8 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
 
   // 1. The split kind of every weight (biases follow their weight).
   const decisions = decideSplits(graph, overrides, vocabParallel);
+  // Refuse, before any range exists, a split the engine cannot run (validate.ts).
+  checkSplits(graph, decisions);
 
   // 2. Head constraints for every attention group that is split, and the tp values that pass them.
   const constraints = headConstraints(graph, decisions);
@@ -148,6 +147,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
     });
   }
   checkPairs(logical);
+  checkRanges(tensors);
 
   const attention = attentionPlans(graph, decisions, headsOf);
   const lmHead = lmHeadPlan(graph, tensors, vocabParallel, tp, grain);
@@ -192,6 +192,8 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
   };
 }
 
+const word = (split: SplitKind) => (split === 'vocab' ? 'split by vocabulary' : split === 'row' ? 'split by hidden' : split);
+
 function isPolicy(p: unknown): p is Policy {
   return typeof p === 'object' && p !== null && Array.isArray((p as Policy).tpPlan) && Array.isArray((p as Policy).deepspeed);
 }
@@ -235,13 +237,23 @@ function decideSplits(graph: ModelGraph, overrides: Map<string, PolicyDecision>,
       d = parent.split === 'row' ? { split: 'replicate', decidedBy: 'bias of a row-parallel weight (added once after the all-reduce)' } : { ...parent };
     } else {
       const o = overrides.get(w.name);
-      d = o !== undefined && w.role !== 'buffer' ? { split: o.split, decidedBy: o.reason } : roleDefault(w);
+      d = o !== undefined && w.role !== 'buffer' ? { split: o.split, decidedBy: o.reason, policy: { source: o.source, pattern: o.pattern } } : roleDefault(w);
+      // Hugging Face's colwise on lm_head (its own plans say "colwise_rep") splits the vocabulary.
+      if (o !== undefined && w.role === 'lm_head' && o.split === 'column' && w.shape.length === 2) d = { ...d, split: 'vocab', decidedBy: `${o.reason} (an LM head split by output rows is vocab-parallel)` };
       if (o !== undefined && w.role === 'attn.cross_head_norm' && o.split !== 'replicate') {
         throw new PlanError('split-mismatch', { weight: w.name, detail: 'a norm over all heads must stay whole (replicate)' });
       }
     }
     if (!isBias(w)) byModule.set(module, d);
     decisions.set(w.name, d);
+  }
+  // A vocabulary bias follows the LM head a policy split, unless the policy decided it too.
+  const headName = graph.lmHead?.tensor ?? graph.lmHead?.embed;
+  const headSplit = headName !== undefined ? decisions.get(headName)?.split : undefined;
+  for (const w of graph.weights) {
+    if (w.role !== 'vocab_bias' || overrides.has(w.name) || headSplit === undefined) continue;
+    const split: SplitKind = headSplit === 'vocab' ? 'vocab' : 'replicate';
+    if (decisions.get(w.name)!.split !== split) decisions.set(w.name, { split, decidedBy: `vocabulary bias follows the LM head (${word(headSplit)})` });
   }
   return decisions;
 }
@@ -411,36 +423,6 @@ function collectiveAfter(w: WeightNode, split: SplitKind): TensorPlan['after'] {
   return null;
 }
 
-/** Every row-parallel consumer must receive exactly the split its column-parallel producers leave. */
-function checkPairs(logical: Logical[]) {
-  const groups = new Map<string, Logical[]>();
-  for (const l of logical) {
-    const list = groups.get(l.group) ?? [];
-    list.push(l);
-    groups.set(l.group, list);
-  }
-  for (const list of groups.values()) {
-    const producers = list.filter((l) => l.side === 'producer');
-    const consumers = list.filter((l) => l.side === 'consumer');
-    for (const c of consumers) {
-      for (const p of producers) {
-        for (let r = 0; r < c.ranks.length; r++) {
-          const a = JSON.stringify(mergeRanges(p.ranks[r]!));
-          const b = JSON.stringify(mergeRanges(c.ranks[r]!));
-          if (a !== b) {
-            throw new PlanError('split-mismatch', {
-              weight: c.tensor,
-              detail:
-                `on rank ${r} it consumes ${c.unit}s ${b} but ${p.tensor} produces ${c.unit}s ${a}. ` +
-                'A row-parallel weight must take exactly the split its column-parallel producer leaves on each rank; check the policy',
-            });
-          }
-        }
-      }
-    }
-  }
-}
-
 function attentionPlans(graph: ModelGraph, decisions: Map<string, Decision>, headsOf: (g: string) => HeadAssignment): AttentionPlan[] {
   const used = new Map<string, boolean>();
   for (const w of graph.weights) {
@@ -500,7 +482,8 @@ function lmHeadPlan(graph: ModelGraph, tensors: TensorPlan[], vocabParallel: boo
   if (t === undefined) return null;
   if (t.split === 'vocab') return { weight: t.name, tied: info.tied, split: 'vocab', ranks: t.ranks.map((r) => ({ ranges: r.ranges })), after: 'all-gather' };
   if (t.split === 'row') return { weight: t.name, tied: info.tied, split: 'row', ranks: t.ranks.map((r) => ({ ranges: r.ranges })), after: 'all-reduce' };
-  if (vocabParallel || t.shape.length !== 2) return { weight: t.name, tied: info.tied, split: 'replicate', ranks: t.ranks.map((r) => ({ ranges: r.ranges })), after: null };
+  // Untied and replicated (a policy asked for it): every rank computes all the logits.
+  if (vocabParallel || t.shape.length !== 2 || !info.tied) return { weight: t.name, tied: info.tied, split: 'replicate', ranks: t.ranks.map((r) => ({ ranges: r.ranges })), after: null };
   // Tied and kept whole for the embedding lookup: each rank multiplies by its own hidden slice.
   const hidden = splitWidth(t.shape[1]!, tp, grain, `${t.name} (as LM head)`);
   return { weight: t.name, tied: info.tied, split: 'row', ranks: hidden.map((r) => ({ ranges: [r] })), after: 'all-reduce' };

@@ -55,6 +55,9 @@ export interface PolicyDecision {
   split: SplitKind;
   /** e.g. `policy tp_plan "layers.*.mlp.down_proj": rowwise` */
   reason: string;
+  /** Which form decided it, and the entry (the block, for DeepSpeed). */
+  source: 'tp_plan' | 'deepspeed';
+  pattern: string;
 }
 
 /** Check the shape of a policy object (parsed JSON). */
@@ -109,7 +112,7 @@ export function applyPolicy(graph: ModelGraph, policy: Policy, warnings: string[
     if (blocks.length === 0) {
       throw new PolicyError('policy-no-match', {
         pattern: entry.block,
-        detail: 'matches no repeated block of this model',
+        detail: 'matches no repeated block of this model.',
         closest: closest(entry.block, graph.blocks.map((b) => `${b.path}.*`)),
       });
     }
@@ -118,14 +121,19 @@ export function applyPolicy(graph: ModelGraph, policy: Policy, warnings: string[
       const hits = blocks.filter((w) => rowRe.test(modulePath(w).slice(w.block!.list.length + 1).replace(/^\d+\./, '')));
       if (hits.length === 0) {
         const names = [...new Set(blocks.filter((w) => LINEAR_ROLES.has(w.role)).map((w) => modulePath(w).slice(w.block!.list.length + 1).replace(/^\d+\./, '')))];
-        throw new PolicyError('policy-no-match', { pattern: row, detail: `no linear in blocks "${entry.block}" is called that`, closest: closest(row, names) });
+        throw new PolicyError('policy-no-match', { pattern: row, detail: `no linear in blocks "${entry.block}" is called that.`, closest: closest(row, names) });
       }
     }
     for (const w of blocks) {
       if (!LINEAR_ROLES.has(w.role) || w.shape.length < 2) continue;
       const relative = modulePath(w).slice(w.block!.list.length + 1).replace(/^\d+\./, '');
       const row = entry.rows.find((r) => new RegExp(`(^|\\.)${globToRegex(r)}$`).test(relative));
-      decisions.set(w.name, { split: row ? 'row' : 'column', reason: `policy (DeepSpeed) "${entry.block}": ${row ? `row-parallel "${row}"` : 'other linears column-parallel'}` });
+      decisions.set(w.name, {
+        split: row ? 'row' : 'column',
+        reason: `policy (DeepSpeed) "${entry.block}": ${row ? `row-parallel "${row}"` : 'other linears column-parallel'}`,
+        source: 'deepspeed',
+        pattern: entry.block,
+      });
     }
   }
 
@@ -134,9 +142,9 @@ export function applyPolicy(graph: ModelGraph, policy: Policy, warnings: string[
     const hits = graph.weights.filter((w) => re.test(modulePath(w)) || re.test(w.name));
     if (hits.length === 0) {
       const modules = [...new Set(graph.weights.map((w) => genericName(modulePath(w))))];
-      throw new PolicyError('policy-no-match', { pattern: entry.pattern, detail: 'matches no weight of this model', closest: closest(entry.pattern, modules) });
+      throw new PolicyError('policy-no-match', { pattern: entry.pattern, detail: 'matches no weight of this model.', closest: closest(entry.pattern, modules) });
     }
-    for (const w of hits) decisions.set(w.name, { split: entry.split, reason: `policy (tp_plan) "${entry.pattern}": ${entry.split}` });
+    for (const w of hits) decisions.set(w.name, { split: entry.split, reason: `policy (tp_plan) "${entry.pattern}": ${entry.split}`, source: 'tp_plan', pattern: entry.pattern });
   }
   return decisions;
 }

@@ -1,6 +1,6 @@
 /** User policies: both forms override the analysis; mistakes are specific errors. */
 import { describe, expect, it } from 'vitest';
-import { analyzeModel, planTensorParallel, TpError, type PolicyError, type PlanError } from '../../src/index.js';
+import { analyzeModel, planTensorParallel, TpError, type PolicyError, type PlanError, type SplitMismatchError } from '../../src/index.js';
 import { fakeCheckpoint } from '../helpers/fake.js';
 
 const L = 'model.layers.0.';
@@ -80,10 +80,16 @@ describe('policies', () => {
     expect(ds.closest).toContain('self_attn.o_proj');
   });
 
-  it('a policy whose row weight does not consume its producer\'s split is refused', () => {
-    const e = errorOf(() => planTensorParallel(llama(), { tpSize: 2, policy: { 'layers.*.mlp.up_proj': 'replicated' } })) as PlanError;
+  it('a policy whose producers disagree, or whose row weight does not consume its producer\'s split, is refused', () => {
+    const e = errorOf(() => planTensorParallel(llama(), { tpSize: 2, policy: { 'layers.*.mlp.up_proj': 'replicated' } })) as SplitMismatchError;
     expect(e.code).toBe('split-mismatch');
-    expect(e.weight).toMatch(/mlp\.down_proj\.weight$/);
+    expect(e.weight).toMatch(/mlp\.up_proj\.weight$/);
+    expect(e.producer).toMatch(/mlp\.gate_proj\.weight$/);
+    const down = errorOf(() => planTensorParallel(llama(), { tpSize: 2, policy: { 'layers.*.mlp.up_proj': 'replicated', 'layers.*.mlp.gate_proj': 'replicated' } })) as SplitMismatchError;
+    expect(down.code).toBe('split-mismatch');
+    expect(down.weight).toMatch(/mlp\.down_proj\.weight$/);
+    expect(down.producer).toMatch(/mlp\.(gate|up)_proj\.weight$/);
+    expect(down.fix).toMatch(/replicated/);
   });
 
   it('malformed policies are specific errors', () => {
