@@ -134,7 +134,9 @@ export class Heap {
       if (current + pages > MAX_PAGES) {
         throw new RankMemoryError(this.top);
       }
-      this.memory.grow(Math.max(pages, Math.min(current, MAX_PAGES - current, 1024)));
+      // Grow by what is needed plus at most 16 MiB: growing a wasm memory copies nothing (V8 reserves
+      // the address space), and every page grown is reported as the rank's memory.
+      this.memory.grow(Math.max(pages, Math.min(current, MAX_PAGES - current, 256)));
       this.refresh();
     }
     return at;
