@@ -19,11 +19,10 @@ export const backend: Backend = {
   name: 'cpu',
   moduleUrl,
   storageDtypes: ['f32', 'bf16', 'f16'],
-  // f16 → f32 in WebAssembly SIMD costs more than the multiply-adds: measured (bench/matmul.mjs), f16
-  // decode ran at 0.95-1.2× f32's speed per parameter on clean weights and 0.64-0.86× with the ~0.3%
-  // subnormal weights trained checkpoints have. So `auto` widens f16 checkpoints; --dtype f16 keeps
-  // them half (for memory). bf16 widens with one shift and decodes 1.4-2.4× faster than f32.
-  autoStorage: { f16: 'f32' },
+  // `auto` keeps f16 checkpoints f16. Measured on the 134M llama (2 cores, f16 stored vs widened to
+  // f32, 3 alternating rounds): decode 17.8-20.0 vs 19.9-22.7 ms/token at TP=1, prefill 131-134 vs
+  // 131-167 ms, half the memory. The kernel alone is no faster per parameter on one thread (the
+  // f16 → f32 rebias costs about what the halved bytes save), so the gain is bandwidth shared by ranks.
   kvDtypes: ['f32'],
   async probe() {
     return { available: true, devices: [{ name: `${os.cpus()[0]?.model ?? 'CPU'} (${os.availableParallelism()} threads)`, memoryBytes: os.totalmem() }] };
