@@ -4,3 +4,4 @@
  */
 export { conformanceCases, type ConformanceCase, type ConformanceOptions } from './conformance.js';
 export * as reference from './reference.js';
+export { goldenCases, relativeToSpread, type GoldenOptions } from './golden.js';

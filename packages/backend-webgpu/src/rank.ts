@@ -1,0 +1,760 @@
+/**
+ * A WebGPU rank: one GPUDevice, its tensors, its kernels. Each method checks its arguments on the host
+ * (shapes, dtypes) and records one or more dispatches; nothing waits for the GPU except `download`, the
+ * collectives, `endStep` and `dispose`. No Node-only import: the device is opened by the caller.
+ */
+import {
+  TpError,
+  type Activation,
+  type AttentionSpec,
+  type AttentionStep,
+  type DeviceDtype,
+  type DeviceTensor,
+  type ExpertRows,
+  type HostCollectiveInit,
+  type HostTensor,
+  type KvCache,
+  type NormSpec,
+  type Rank,
+  type RankInit,
+  type RotarySpec,
+  type Routing,
+  type StorageDtype,
+} from '@tp/core';
+import { GpuCollective, type Staging } from './collective.js';
+import { deviceBytes, hostValues } from './convert.js';
+import { adapterName, type OpenedDevice } from './device.js';
+import { grid, type KernelDef } from './kernel.js';
+import { attentionKernel, MAX_HEAD_DIM, MAX_VALUE_DIM } from './kernels/attention.js';
+import { addKernel, ELEMENTWISE_WG, gatedKernel, UNARY, unaryKernel } from './kernels/elementwise.js';
+import { copyColumnsKernel, embeddingKernel, gatherRowsKernel, iotaKernel, kvWriteKernel, LAYOUT_WG, reorderBatchKernel, scatterAddRowsKernel } from './kernels/layout.js';
+import { GEMM_TILE, gemmKernel, GEMV_BLOCK, GEMV_MAX_ROWS, gemvKernel } from './kernels/linear.js';
+import { normKernel } from './kernels/norm.js';
+import { rotaryKernel, sinusoidalKernel } from './kernels/positions.js';
+import { argmaxKernel, expertWeightsKernel, routeKernel, topkKernel } from './kernels/select.js';
+import { Memory } from './memory.js';
+import { Pipelines } from './pipelines.js';
+import { Recorder } from './recorder.js';
+import { GpuKvCache, GpuTensor } from './tensor.js';
+import { createGuardBuffer, GpuGuard } from './guard.js';
+import { ACTIVATION_CODES } from './wgsl/math.js';
+
+/** KV-cache dtypes this backend implements. */
+export const KV_DTYPES: readonly StorageDtype[] = ['f32'];
+/** i32 uploads up to this many elements keep a host copy for enqueue-time checks (see GpuTensor). */
+const HOST_INTS_MAX = 4096;
+/** A KV cache grows by at least half, in chunks of this many slots. */
+const KV_CHUNK = 64;
+/** How long dispose waits for the device's work and its loss notice before giving up. */
+const DISPOSE_WAIT_MS = 2000;
+
+/** The rank's device is gone (driver reset, GPU removed, out of memory): the request fails with this rank's name. */
+export class DeviceLostError extends TpError {
+  readonly rank: number;
+
+  constructor(rank: number, message: string) {
+    super('rank-failed', message);
+    this.name = 'DeviceLostError';
+    this.rank = rank;
+  }
+}
+
+const fail = (op: string, detail: string): never => {
+  throw new TpError('kernel-invalid', `${op}: ${detail}`);
+};
+const shapeText = (t: DeviceTensor) => `[${t.shape.join(', ')}]`;
+
+export class WebGpuRank implements Rank, Staging {
+  readonly backend = 'webgpu';
+  readonly rank: number;
+  readonly world: number;
+  readonly collective: GpuCollective;
+  readonly device: GPUDevice;
+  readonly opened: OpenedDevice;
+  private readonly memory: Memory;
+  private readonly recorder: Recorder;
+  private readonly pipelines: Pipelines;
+  /** An always-bound stand-in for optional inputs (no bias, no ALiBi…): kernels never read it. */
+  private readonly dummy: GPUBuffer;
+  /** GEMV lanes per output row (see kernels/linear.ts). */
+  private readonly gemvLanes: number;
+  private readonly live = new Set<GpuTensor>();
+  private stepTensors: GpuTensor[] = [];
+  private stepDepth = 0;
+  private readonly caches = new Set<GpuKvCache>();
+  private readonly constants = new Map<string, GpuTensor>();
+  private deviceError: string | undefined;
+  private lostReason: string | undefined;
+  private disposed = false;
+  private steps = 0;
+  /** Test hook (backendOptions.loseDeviceAfterSteps): destroy the device as if it were lost. */
+  private readonly loseDeviceAfterSteps: number | undefined;
+
+  private readonly guard: GpuGuard;
+
+  /** The section counters in the communicator (see guard.ts); a private set without. */
+  static guardFor(init: RankInit): GpuGuard {
+    const shared = init.communicator['guard'];
+    return new GpuGuard(shared instanceof SharedArrayBuffer ? shared : createGuardBuffer(init.world), init.rank);
+  }
+
+  constructor(opened: OpenedDevice, init: RankInit, guard: GpuGuard = WebGpuRank.guardFor(init)) {
+    const comm = init.communicator as HostCollectiveInit;
+    if (comm.kind !== 'host') fail('createRank', `the WebGPU backend communicates through host memory, not "${comm.kind}"`);
+    this.rank = init.rank;
+    this.world = init.world;
+    this.opened = opened;
+    this.device = opened.device;
+    // backendOptions.maxBindingBytes (tests): pretend bindings are smaller, to split small weights.
+    const bindingOption = init.options['maxBindingBytes'];
+    const maxBinding = Math.min(opened.device.limits.maxStorageBufferBindingSize, typeof bindingOption === 'number' ? bindingOption : Infinity);
+    this.guard = guard;
+    this.memory = new Memory(this.device, maxBinding, guard);
+    this.recorder = new Recorder(this.device, guard);
+    this.pipelines = new Pipelines(this.device);
+    this.dummy = this.memory.alloc(16, 'unused input').buffer;
+    this.gemvLanes = opened.adapter.fallback ? 1 : 32;
+    this.collective = new GpuCollective(comm, init.rank, init.world, this, typeof init.options['profileDir'] === 'string');
+    const lose = init.options['loseDeviceAfterSteps'];
+    this.loseDeviceAfterSteps = typeof lose === 'number' ? lose : undefined;
+    this.device.addEventListener('uncapturederror', (event) => {
+      const message = (event as GPUUncapturedErrorEvent).error.message;
+      if (!this.pipelines.claim(message)) this.deviceError ??= message;
+    });
+    void this.device.lost.then((info) => {
+      if (!this.disposed) this.lostReason = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  // ───────────────────────────── memory and steps ─────────────────────────────
+
+  private tensor(shape: readonly number[], dtype: DeviceDtype = 'f32', longLived = false): GpuTensor {
+    const numel = shape.reduce((a, b) => a * b, 1);
+    const bytes = numel * (dtype === 'f16' || dtype === 'bf16' ? 2 : 4);
+    const temporary = this.stepDepth > 0 && !longLived;
+    const t = new GpuTensor(shape, dtype, [this.memory.alloc(bytes, `${dtype} [${shape.join(', ')}]`)], temporary);
+    if (temporary) this.stepTensors.push(t);
+    else this.live.add(t);
+    return t;
+  }
+
+  private use(t: DeviceTensor | undefined, op: string): GpuTensor {
+    const x = t as GpuTensor;
+    if (!(x instanceof GpuTensor)) fail(op, 'an argument is not a tensor of this backend');
+    if (x.released) fail(op, `a ${x.dtype} ${shapeText(x)} tensor was used after it was freed (or after its step ended)`);
+    return x;
+  }
+
+  beginStep(): void {
+    this.stepDepth++;
+  }
+
+  async endStep(): Promise<void> {
+    if (this.stepDepth === 0) fail('endStep', 'no step is open');
+    if (--this.stepDepth > 0) return;
+    const tensors = this.stepTensors;
+    this.stepTensors = [];
+    if (++this.steps === this.loseDeviceAfterSteps) this.device.destroy();
+    // Another rank failed: this thread is about to be terminated, so wait for nothing (the buffers
+    // stay allocated until dispose, as the GPU may still use them).
+    if (this.guard.failed !== undefined) return;
+    try {
+      await this.recorder.drain();
+      await this.check();
+    } finally {
+      // The device has finished the step: its buffers go back to the pool.
+      for (const t of tensors) this.release(t);
+      if (!this.recorder.pending) this.memory.drained();
+    }
+  }
+
+  memoryBytes(): number {
+    return this.memory.bytes;
+  }
+
+  /** Counters for tests and the benchmark: work recorded and submitted, pipelines, collective time. */
+  stats(): { dispatches: number; submits: number; reads: number; pipelines: number; collectives: GpuCollective['times'] } {
+    return { dispatches: this.recorder.dispatches, submits: this.recorder.submits, reads: this.recorder.reads, pipelines: this.pipelines.size, collectives: { ...this.collective.times } };
+  }
+
+  upload(host: HostTensor, as: DeviceDtype = host.dtype): DeviceTensor {
+    const n = host.shape.reduce((a, b) => a * b, 1);
+    const width = host.dtype === 'f16' || host.dtype === 'bf16' ? 2 : 4;
+    if (host.bytes.byteLength !== n * width) fail('upload', `${host.bytes.byteLength} bytes do not hold a ${host.dtype} [${host.shape.join(', ')}] tensor`);
+    if ((host.dtype === 'i32') !== (as === 'i32')) fail('upload', `cannot store ${host.dtype} data as ${as}`);
+    const deviceWidth = as === 'f16' || as === 'bf16' ? 2 : 4;
+    if (n * deviceWidth + 16 > this.memory.maxBinding && host.shape.length >= 2) return this.uploadSplit(host, as);
+    const bytes = deviceBytes(host.bytes, host.dtype, as, n);
+    const t = this.tensor(host.shape, as);
+    this.write(t.buffer, bytes);
+    if (as === 'i32' && n <= HOST_INTS_MAX) t.hostInts = new Int32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + n * 4));
+    return t;
+  }
+
+  /**
+   * A tensor larger than one storage binding (an embedding table or LM head of a large vocabulary on
+   * a small-binding adapter): blocks of whole rows, each its own buffer. Long-lived, as weights are.
+   */
+  private uploadSplit(host: HostTensor, as: DeviceDtype): GpuTensor {
+    const cols = host.shape[host.shape.length - 1]!;
+    const rows = host.shape.reduce((a, b) => a * b, 1) / cols;
+    const rowBytes = cols * (as === 'f16' || as === 'bf16' ? 2 : 4);
+    const partRows = Math.floor((this.memory.maxBinding - 16) / rowBytes);
+    if (partRows < 1) fail('upload', `one row of ${cols} ${as} values is larger than a storage binding (${this.memory.maxBinding} bytes)`);
+    const hostRowBytes = cols * (host.dtype === 'f16' || host.dtype === 'bf16' ? 2 : 4);
+    const blocks = [];
+    for (let r0 = 0; r0 < rows; r0 += partRows) {
+      const r1 = Math.min(rows, r0 + partRows);
+      const block = this.memory.alloc((r1 - r0) * rowBytes, `${as} rows ${r0}-${r1 - 1} of [${host.shape.join(', ')}]`);
+      this.write(block.buffer, deviceBytes(host.bytes.subarray(r0 * hostRowBytes, r1 * hostRowBytes), host.dtype, as, (r1 - r0) * cols));
+      blocks.push(block);
+    }
+    const t = new GpuTensor(host.shape, as, blocks, false, partRows);
+    this.live.add(t);
+    return t;
+  }
+
+  /**
+   * A host write into a buffer. `writeBuffer` takes effect on the queue before any command not yet
+   * submitted, so recorded work that uses this buffer (a freed tensor's last readers) is submitted first.
+   */
+  private write(buffer: GPUBuffer, bytes: Uint8Array): void {
+    if (bytes.byteLength === 0) return;
+    this.recorder.submit();
+    this.guard.call('an upload', () => this.device.queue.writeBuffer(buffer, 0, bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+
+  async download(t: DeviceTensor): Promise<Float32Array | Int32Array> {
+    const x = this.use(t, 'download');
+    const width = x.byteLength / Math.max(1, x.numel);
+    const parts = x.parts;
+    let bytes: Uint8Array;
+    try {
+      if (parts.length === 1) bytes = await this.recorder.read(x.buffer, x.byteLength);
+      else {
+        bytes = new Uint8Array(x.byteLength);
+        const rowBytes = x.cols * width;
+        for (const part of parts) bytes.set(await this.recorder.read(part.buffer, part.rows * rowBytes), part.rowStart * rowBytes);
+      }
+    } catch (error) {
+      throw await this.readFailure(error);
+    }
+    await this.check();
+    return hostValues(bytes, x.dtype, x.numel);
+  }
+
+  free(t: DeviceTensor): void {
+    const x = this.use(t, 'free');
+    if (x.temporary) return; // released with its step
+    this.live.delete(x);
+    this.release(x);
+  }
+
+  private release(t: GpuTensor): void {
+    if (t.released) return;
+    t.released = true;
+    for (const block of t.blocks) this.memory.release(block);
+  }
+
+  /**
+   * Why a readback failed: a lost device rejects the map before its loss notice arrives, so wait
+   * briefly for the notice and report the loss; anything else as it is.
+   */
+  private async readFailure(error: unknown): Promise<unknown> {
+    if (TpError.isInstance(error)) return error;
+    await Promise.race([this.guard.track(this.device.lost), new Promise((resolve) => setTimeout(resolve, 250))]);
+    try {
+      await this.check();
+    } catch (reported) {
+      return reported;
+    }
+    return new TpError('internal', `${adapterName(this.opened.adapter)}: a readback failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+
+  /** Device errors since the last check, compile errors of new kernels, a lost device: as TpErrors. */
+  private async check(): Promise<void> {
+    this.pipelines.check();
+    const where = adapterName(this.opened.adapter);
+    if (this.lostReason !== undefined) throw new DeviceLostError(this.rank, `${where}: the WebGPU device was lost (${this.lostReason})`);
+    if (this.deviceError !== undefined) {
+      const message = this.deviceError;
+      this.deviceError = undefined;
+      throw new TpError('internal', `${where}: WebGPU error: ${message}`);
+    }
+  }
+
+  // Staging for the collectives.
+  async readF32(t: GpuTensor): Promise<Float32Array> {
+    if (t.dtype !== 'f32') fail('collective', `collectives take f32 tensors, not ${t.dtype}`);
+    return (await this.download(t)) as Float32Array;
+  }
+
+  writeF32(t: GpuTensor, values: Float32Array): void {
+    this.write(t.buffer, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+
+  newTensor(shape: readonly number[]): GpuTensor {
+    return this.tensor(shape);
+  }
+
+  drain(): Promise<void> {
+    return this.recorder.drain();
+  }
+
+  // ───────────────────────────── dispatch ─────────────────────────────
+
+  private run(def: KernelDef, buffers: readonly GPUBuffer[], params: Readonly<Record<string, number>>, workgroups: readonly [number, number?]): void {
+    if (this.disposed) fail(def.name, 'the rank has been disposed');
+    this.guard.call(def.name, () => this.recorder.dispatch(this.pipelines.get(def), buffers, params, workgroups));
+  }
+
+  /** Workgroups for `n` elements at `perGroup` per workgroup. */
+  private static over(n: number, perGroup: number): [number, number] {
+    return grid(Math.ceil(n / perGroup));
+  }
+
+  private get f16(): boolean {
+    return this.opened.f16;
+  }
+
+  // ───────────────────────────── kernels ─────────────────────────────
+
+  linear(x: DeviceTensor, w: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
+    const a = this.use(x, 'linear');
+    const b = this.use(w, 'linear');
+    const c = bias === undefined ? undefined : this.use(bias, 'linear');
+    if (b.shape.length !== 2) fail('linear', `the weight must be 2-D, not ${shapeText(b)}`);
+    const [N, K] = b.shape as [number, number];
+    if (a.dtype !== 'f32') fail('linear', `the input must be f32, not ${a.dtype}`);
+    if (b.dtype === 'i32') fail('linear', 'weights cannot be i32');
+    if (a.cols !== K) fail('linear', `input ${shapeText(a)} has ${a.cols} features, weight [${N}, ${K}] expects ${K}`);
+    if (c !== undefined && (c.numel !== N || c.dtype === 'i32')) fail('linear', `bias ${shapeText(c)} (${c.dtype}) does not fit ${N} outputs`);
+    const M = a.rows;
+    const y = this.tensor([M, N]);
+    const biasDtype = (c?.dtype ?? 'f32') as StorageDtype;
+    const gemv = M <= GEMV_MAX_ROWS || this.opened.adapter.fallback;
+    const lanes = this.gemvLanes;
+    const block = M === 1 ? 1 : GEMV_BLOCK;
+    // A weight split over several buffers is multiplied block by block into its columns of y.
+    for (const part of b.parts) {
+      const buffers = [a.buffer, part.buffer, c?.buffer ?? this.dummy, y.buffer];
+      const params = { M, K, N: part.rows, yCols: N, nOffset: part.rowStart, hasBias: c === undefined ? 0 : 1 };
+      if (gemv) {
+        const workgroups = Math.ceil(part.rows / (64 / lanes)) * Math.ceil(M / block);
+        this.run(gemvKernel(b.dtype as StorageDtype, biasDtype, this.f16, K % 4 === 0, lanes, block), buffers, params, grid(workgroups));
+      } else {
+        this.run(gemmKernel(b.dtype as StorageDtype, biasDtype, this.f16), buffers, params, [Math.ceil(part.rows / GEMM_TILE), Math.ceil(M / GEMM_TILE)]);
+      }
+    }
+    return y;
+  }
+
+  embedding(table: DeviceTensor, ids: DeviceTensor, rowOffset = 0, scale = 1): DeviceTensor {
+    const t = this.use(table, 'embedding');
+    const i = this.use(ids, 'embedding');
+    if (t.shape.length !== 2 || t.dtype === 'i32') fail('embedding', `the table must be a 2-D float tensor, not ${t.dtype} ${shapeText(t)}`);
+    if (i.dtype !== 'i32') fail('embedding', `ids must be i32, not ${i.dtype}`);
+    const dim = t.shape[1]!;
+    const y = this.tensor([i.numel, dim]);
+    // A split table: the first block writes every row (zeros where the id is elsewhere), the others
+    // only the rows they hold.
+    for (const [p, part] of t.parts.entries()) {
+      const params = { n: i.numel, dim, tableRows: part.rows, rowOffset: rowOffset + part.rowStart, scale, onlyHeld: p === 0 ? 0 : 1 };
+      this.run(embeddingKernel(t.dtype as StorageDtype, this.f16), [part.buffer, i.buffer, y.buffer], params, WebGpuRank.over(i.numel * dim, LAYOUT_WG));
+    }
+    return y;
+  }
+
+  sinusoidal(positions: DeviceTensor, dim: number, kind: 'fairseq' | 'marian'): DeviceTensor {
+    const pos = this.use(positions, 'sinusoidal');
+    if (pos.dtype !== 'i32') fail('sinusoidal', `positions must be i32, not ${pos.dtype}`);
+    if (dim % 2 !== 0 || dim < 4) fail('sinusoidal', `dim must be even and at least 4, not ${dim}`);
+    const half = dim / 2;
+    const freq = this.constant(`sinusoidal ${kind} ${dim}`, () => {
+      // [hi | lo] of each frequency: fairseq's are f32 (lo = 0), marian's the f64 value split in two.
+      const table = new Float32Array(dim);
+      for (let k = 0; k < half; k++) {
+        const f = kind === 'fairseq' ? Math.fround(Math.exp((-Math.log(10000) * k) / (half - 1))) : 10000 ** ((-2 * k) / dim);
+        table[k] = f;
+        table[half + k] = kind === 'fairseq' ? 0 : f - Math.fround(f);
+      }
+      return table;
+    });
+    const y = this.tensor([pos.numel, dim]);
+    this.run(sinusoidalKernel(), [pos.buffer, freq.buffer, y.buffer], { n: pos.numel, half, exact: kind === 'marian' ? 1 : 0 }, WebGpuRank.over(pos.numel * half, 256));
+    return y;
+  }
+
+  /** A small f32 table made once per rank (long-lived, freed with the rank). */
+  private constant(key: string, make: () => Float32Array): GpuTensor {
+    let t = this.constants.get(key);
+    if (t === undefined) {
+      const values = make();
+      t = this.tensor([values.length], 'f32', true);
+      this.write(t.buffer, new Uint8Array(values.buffer));
+      this.constants.set(key, t);
+    }
+    return t;
+  }
+
+  norm(x: DeviceTensor, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
+    return this.groupNorm(x, this.use(x, 'norm').cols, spec, weight, bias);
+  }
+
+  groupNorm(x: DeviceTensor, width: number, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
+    const a = this.use(x, 'norm');
+    const w = weight === undefined ? undefined : this.use(weight, 'norm');
+    const b = bias === undefined ? undefined : this.use(bias, 'norm');
+    if (a.dtype !== 'f32') fail('norm', `the input must be f32, not ${a.dtype}`);
+    if (!(width > 0) || a.numel % width !== 0) fail('norm', `${a.numel} elements do not split into groups of ${width}`);
+    if (w !== undefined && (w.numel !== width || w.dtype === 'i32')) fail('norm', `weight ${shapeText(w)} does not fit groups of ${width}`);
+    if (b !== undefined && (b.numel !== width || b.dtype === 'i32')) fail('norm', `bias ${shapeText(b)} does not fit groups of ${width}`);
+    const y = this.tensor(a.shape);
+    const groups = a.numel / width;
+    this.run(
+      normKernel((w?.dtype ?? 'f32') as StorageDtype, (b?.dtype ?? 'f32') as StorageDtype, this.f16),
+      [a.buffer, w?.buffer ?? this.dummy, b?.buffer ?? this.dummy, y.buffer],
+      { groups, width, eps: spec.eps, layer: spec.kind === 'layer' ? 1 : 0, hasWeight: w ? 1 : 0, plusOne: spec.plusOne ? 1 : 0, hasBias: b ? 1 : 0 },
+      grid(groups),
+    );
+    return y;
+  }
+
+  /** The repeat length of b over a: all of a, or one row of it. */
+  private broadcastLength(op: string, a: GpuTensor, b: GpuTensor): number {
+    if (a.dtype !== 'f32' || b.dtype !== 'f32') fail(op, `operands must be f32, not ${a.dtype} and ${b.dtype}`);
+    if (b.numel === a.numel) return a.numel;
+    if (b.shape.length === 1 && b.numel === a.cols) return b.numel;
+    return fail(op, `${shapeText(b)} does not broadcast onto ${shapeText(a)}`);
+  }
+
+  add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
+    const x = this.use(a, 'add');
+    const v = this.use(b, 'add');
+    const bn = this.broadcastLength('add', x, v);
+    const y = this.tensor(x.shape);
+    this.run(addKernel(false), [x.buffer, v.buffer, y.buffer], { n: x.numel, bn }, WebGpuRank.over(x.numel, ELEMENTWISE_WG));
+    return y;
+  }
+
+  addInPlace(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
+    const x = this.use(a, 'addInPlace');
+    const v = this.use(b, 'addInPlace');
+    const bn = this.broadcastLength('addInPlace', x, v);
+    // One buffer cannot be bound writable and readable in one dispatch: a + a is a scale by 2.
+    if (x.buffer === v.buffer) this.unary(x, x, UNARY.scale, 2);
+    else this.run(addKernel(true), [x.buffer, v.buffer], { n: x.numel, bn }, WebGpuRank.over(x.numel, ELEMENTWISE_WG));
+    return a;
+  }
+
+  private unary(x: GpuTensor, y: GpuTensor, op: number, s: number): void {
+    const inPlace = x === y;
+    this.run(unaryKernel(inPlace), inPlace ? [x.buffer] : [x.buffer, y.buffer], { n: x.numel, op, s }, WebGpuRank.over(x.numel, ELEMENTWISE_WG));
+  }
+
+  private mapped(x: DeviceTensor, op: string, code: number, s = 0): DeviceTensor {
+    const a = this.use(x, op);
+    if (a.dtype !== 'f32') fail(op, `the input must be f32, not ${a.dtype}`);
+    const y = this.tensor(a.shape);
+    this.unary(a, y, code, s);
+    return y;
+  }
+
+  scale(x: DeviceTensor, s: number): DeviceTensor {
+    return this.mapped(x, 'scale', UNARY.scale, s);
+  }
+
+  clamp(x: DeviceTensor, limit: number): DeviceTensor {
+    const a = this.use(x, 'clamp');
+    if (a.dtype !== 'f32') fail('clamp', `the input must be f32, not ${a.dtype}`);
+    this.unary(a, a, UNARY.clamp, limit);
+    return x;
+  }
+
+  activation(x: DeviceTensor, kind: Activation): DeviceTensor {
+    return this.mapped(x, 'activation', this.activationCode(kind));
+  }
+
+  sigmoid(x: DeviceTensor): DeviceTensor {
+    return this.mapped(x, 'sigmoid', UNARY.sigmoid);
+  }
+
+  private activationCode(kind: Activation): number {
+    const code = ACTIVATION_CODES[kind];
+    if (code === undefined) fail('activation', `unknown activation "${String(kind)}"`);
+    return code;
+  }
+
+  gated(gate: DeviceTensor, up: DeviceTensor | undefined, kind: Activation): DeviceTensor {
+    const g = this.use(gate, 'gated');
+    const act = this.activationCode(kind);
+    if (g.dtype !== 'f32') fail('gated', `the gate must be f32, not ${g.dtype}`);
+    if (up === undefined) {
+      if (g.cols % 2 !== 0) fail('gated', `a [gate; up] tensor needs an even width, got ${g.cols}`);
+      const half = g.cols / 2;
+      const y = this.tensor([g.rows, half]);
+      this.run(gatedKernel(), [g.buffer, g.buffer, y.buffer], { rows: g.rows, cols: half, gStride: g.cols, uStride: g.cols, uOffset: half, act }, WebGpuRank.over(g.rows * half, ELEMENTWISE_WG));
+      return y;
+    }
+    const u = this.use(up, 'gated');
+    if (u.numel !== g.numel || u.dtype !== 'f32') fail('gated', `gate ${shapeText(g)} and up ${shapeText(u)} differ`);
+    const y = this.tensor(g.shape);
+    this.run(gatedKernel(), [g.buffer, u.buffer, y.buffer], { rows: g.rows, cols: g.cols, gStride: g.cols, uStride: g.cols, uOffset: 0, act }, WebGpuRank.over(g.numel, ELEMENTWISE_WG));
+    return y;
+  }
+
+  sliceColumns(x: DeviceTensor, start: number, end: number): DeviceTensor {
+    return this.gatherColumns(x, [[start, end]]);
+  }
+
+  gatherColumns(x: DeviceTensor, ranges: ReadonlyArray<readonly [number, number]>): DeviceTensor {
+    const a = this.use(x, 'gatherColumns');
+    if (a.dtype !== 'f32') fail('gatherColumns', `the input must be f32, not ${a.dtype}`);
+    for (const [s, e] of ranges) if (!(Number.isInteger(s) && Number.isInteger(e) && s >= 0 && e <= a.cols && s <= e)) fail('gatherColumns', `[${s}, ${e}) is outside ${a.cols} columns`);
+    const width = ranges.reduce((n, [s, e]) => n + (e - s), 0);
+    const y = this.tensor(a.shape.length === 1 ? [width] : [...a.shape.slice(0, -1), width]);
+    let at = 0;
+    for (const [s, e] of ranges) {
+      if (e > s) {
+        const params = { rows: a.rows, width: e - s, srcCols: a.cols, srcStart: s, dstCols: width, dstStart: at };
+        this.run(copyColumnsKernel(), [a.buffer, y.buffer], params, WebGpuRank.over(a.rows * (e - s), LAYOUT_WG));
+      }
+      at += e - s;
+    }
+    return y;
+  }
+
+  gatherRows(x: DeviceTensor, rows: DeviceTensor): DeviceTensor {
+    const a = this.use(x, 'gatherRows');
+    const r = this.use(rows, 'gatherRows');
+    if (a.dtype !== 'f32' || r.dtype !== 'i32') fail('gatherRows', `takes f32 rows and i32 indices, not ${a.dtype} and ${r.dtype}`);
+    const y = this.tensor([r.numel, a.cols]);
+    this.run(gatherRowsKernel(), [a.buffer, r.buffer, y.buffer], { n: r.numel, cols: a.cols, xRows: a.rows }, WebGpuRank.over(r.numel * a.cols, LAYOUT_WG));
+    return y;
+  }
+
+  scatterAddRows(target: DeviceTensor, src: DeviceTensor, rows: DeviceTensor, weights: DeviceTensor): DeviceTensor {
+    const t = this.use(target, 'scatterAddRows');
+    const s = this.use(src, 'scatterAddRows');
+    const r = this.use(rows, 'scatterAddRows');
+    const w = this.use(weights, 'scatterAddRows');
+    if (s.cols !== t.cols) fail('scatterAddRows', `source width ${s.cols} differs from the target's ${t.cols}`);
+    if (r.dtype !== 'i32' || w.dtype !== 'f32' || r.numel !== s.rows || w.numel !== s.rows) fail('scatterAddRows', `rows ${shapeText(r)} (i32) and weights ${shapeText(w)} (f32) must have one entry per source row (${s.rows})`);
+    if (s.buffer === t.buffer) fail('scatterAddRows', 'the source cannot be the target');
+    this.run(scatterAddRowsKernel(), [t.buffer, s.buffer, r.buffer, w.buffer], { n: s.rows, cols: t.cols, targetRows: t.rows }, WebGpuRank.over(t.cols, LAYOUT_WG));
+    return target;
+  }
+
+  rotary(x: DeviceTensor, positions: DeviceTensor, spec: RotarySpec): DeviceTensor {
+    const a = this.use(x, 'rotary');
+    const pos = this.use(positions, 'rotary');
+    const inv = this.use(spec.invFreq, 'rotary');
+    if (a.cols % spec.headDim !== 0) fail('rotary', `${a.cols} features are not whole heads of ${spec.headDim}`);
+    if (spec.rotaryDim % 2 !== 0 || spec.rotaryDim > spec.headDim || inv.numel < spec.rotaryDim / 2) fail('rotary', `rotaryDim ${spec.rotaryDim} does not fit headDim ${spec.headDim} with ${inv.numel} frequencies`);
+    if (pos.numel !== a.rows) fail('rotary', `${pos.numel} positions for ${a.rows} rows`);
+    const half = spec.rotaryDim / 2;
+    const heads = a.cols / spec.headDim;
+    const params = { rows: a.rows, heads, headDim: spec.headDim, half, interleaved: spec.style === 'interleaved' ? 1 : 0, scale: spec.scale ?? 1 };
+    this.run(rotaryKernel(), [a.buffer, pos.buffer, inv.buffer], params, WebGpuRank.over(a.rows * heads * half, 256));
+    return x;
+  }
+
+  argmax(x: DeviceTensor): DeviceTensor {
+    const a = this.use(x, 'argmax');
+    if (a.dtype !== 'f32') fail('argmax', `the input must be f32, not ${a.dtype}`);
+    const y = this.tensor([a.rows], 'i32');
+    this.run(argmaxKernel(), [a.buffer, y.buffer], { rows: a.rows, cols: a.cols }, grid(a.rows));
+    return y;
+  }
+
+  topk(x: DeviceTensor, k: number): { values: DeviceTensor; indices: DeviceTensor } {
+    const a = this.use(x, 'topk');
+    if (!Number.isInteger(k) || k < 1 || k > a.cols) fail('topk', `k must be in 1..${a.cols}, got ${k}`);
+    const values = this.tensor([a.rows, k]);
+    const indices = this.tensor([a.rows, k], 'i32');
+    this.run(topkKernel(), [a.buffer, values.buffer, indices.buffer], { rows: a.rows, cols: a.cols, k }, grid(a.rows));
+    return { values, indices };
+  }
+
+  route(logits: DeviceTensor, topK: number, normalize: boolean): Routing {
+    const a = this.use(logits, 'route');
+    if (!Number.isInteger(topK) || topK < 1 || topK > a.cols) fail('route', `topK must be in 1..${a.cols}, got ${topK}`);
+    const experts = this.tensor([a.rows, topK], 'i32');
+    const weights = this.tensor([a.rows, topK]);
+    this.run(routeKernel(), [a.buffer, experts.buffer, weights.buffer], { rows: a.rows, cols: a.cols, k: topK, normalize: normalize ? 1 : 0 }, WebGpuRank.over(a.rows, 64));
+    return { experts, weights };
+  }
+
+  /**
+   * Every row, with weight 0 where the row does not use expert `e`: compacting would need the routing
+   * on the host (a readback per MoE layer), which the interface allows a backend to skip.
+   */
+  expertRows(x: DeviceTensor, routing: Routing, e: number): ExpertRows {
+    const a = this.use(x, 'expertRows');
+    const ex = this.use(routing.experts, 'expertRows');
+    const wt = this.use(routing.weights, 'expertRows');
+    const topK = ex.cols;
+    if (ex.rows !== a.rows) fail('expertRows', `routing of ${ex.rows} rows for ${a.rows} rows of x`);
+    const rows = this.tensor([a.rows], 'i32');
+    const weights = this.tensor([a.rows]);
+    this.run(iotaKernel(), [rows.buffer], { n: a.rows }, WebGpuRank.over(a.rows, LAYOUT_WG));
+    this.run(expertWeightsKernel(), [ex.buffer, wt.buffer, weights.buffer], { rows: a.rows, k: topK, expert: e }, WebGpuRank.over(a.rows, 64));
+    return { x, rows, weights };
+  }
+
+  // ───────────────────────────── attention ─────────────────────────────
+
+  createKvCache(batch: number, kvHeads: number, headDim: number, valueDim: number, dtype: StorageDtype): KvCache {
+    if (!KV_DTYPES.includes(dtype)) {
+      throw new TpError('dtype-unsupported', `createKvCache: the WebGPU backend keeps its KV cache in ${KV_DTYPES.join(' or ')}, not ${dtype} (use --kv-dtype f32)`);
+    }
+    const cache = new GpuKvCache(batch, kvHeads, headDim, valueDim, dtype);
+    this.caches.add(cache);
+    return cache;
+  }
+
+  freeKvCache(cache: KvCache): void {
+    const c = cache as GpuKvCache;
+    this.caches.delete(c);
+    for (const t of [c.k, c.v]) if (t !== undefined) this.free(t);
+    c.k = c.v = undefined;
+    c.capacity = c.length = 0;
+  }
+
+  /** Room for `slots` positions per sequence: grow by at least half (and a chunk), copying what is held. */
+  private reserve(c: GpuKvCache, slots: number): void {
+    if (slots <= c.capacity) return;
+    const capacity = Math.max(slots, Math.ceil((c.capacity * 1.5) / KV_CHUNK) * KV_CHUNK, KV_CHUNK);
+    const grow = (old: GpuTensor | undefined, width: number): GpuTensor => {
+      const t = this.tensor([c.batch, capacity, width], 'f32', true);
+      if (old !== undefined) {
+        for (let b = 0; b < c.batch; b++) this.recorder.copy(old.buffer, b * c.capacity * width * 4, t.buffer, b * capacity * width * 4, c.length * width * 4);
+        this.free(old);
+      }
+      return t;
+    };
+    c.k = grow(c.k, c.kvHeads * c.headDim);
+    c.v = grow(c.v, c.kvHeads * c.valueDim);
+    c.capacity = capacity;
+  }
+
+  private append(c: GpuKvCache, k: DeviceTensor, v: DeviceTensor, batch: number, rows: number, start: number): void {
+    const kt = this.use(k, 'attention');
+    const vt = this.use(v, 'attention');
+    const kw = c.kvHeads * c.headDim;
+    const vw = c.kvHeads * c.valueDim;
+    if (batch !== c.batch) fail('attention', `the cache holds ${c.batch} sequences, the step ${batch}`);
+    if (kt.rows !== batch * rows || kt.cols !== kw || kt.dtype !== 'f32') fail('attention', `keys ${shapeText(kt)} are not f32 [${batch * rows}, ${kw}]`);
+    if (vt.rows !== batch * rows || vt.cols !== vw || vt.dtype !== 'f32') fail('attention', `values ${shapeText(vt)} are not f32 [${batch * rows}, ${vw}]`);
+    this.reserve(c, start + rows);
+    for (const [src, cache, width] of [[kt, c.k!, kw], [vt, c.v!, vw]] as const) {
+      this.run(kvWriteKernel(), [src.buffer, cache.buffer], { batch, rows, width, capacity: c.capacity, start }, WebGpuRank.over(batch * rows * width, LAYOUT_WG));
+    }
+    c.length = Math.max(c.length, start + rows);
+  }
+
+  /**
+   * Beam search: sequence b takes what sequence order[b] held. Done as a copy into new buffers (an order
+   * may repeat and drop sequences), ordered with the kernels before and after it.
+   */
+  reorderKvCache(cache: KvCache, order: DeviceTensor): void {
+    const c = cache as GpuKvCache;
+    const o = this.use(order, 'reorderKvCache');
+    if (o.dtype !== 'i32' || o.numel !== c.batch) fail('reorderKvCache', `the order must be i32 [${c.batch}], not ${o.dtype} ${shapeText(o)}`);
+    const bad = o.hostInts?.find((s) => !(s >= 0 && s < c.batch));
+    if (bad !== undefined) fail('reorderKvCache', `order entry ${bad} is not a sequence of the cache (0 to ${c.batch - 1})`);
+    if (c.length === 0 || c.k === undefined || c.v === undefined) return;
+    const reorder = (old: GpuTensor, width: number): GpuTensor => {
+      const t = this.tensor([c.batch, c.capacity, width], 'f32', true);
+      const params = { batch: c.batch, length: c.length, width, capacity: c.capacity };
+      this.run(reorderBatchKernel(), [old.buffer, o.buffer, t.buffer], params, WebGpuRank.over(c.batch * c.length * width, LAYOUT_WG));
+      this.free(old);
+      return t;
+    };
+    c.k = reorder(c.k, c.kvHeads * c.headDim);
+    c.v = reorder(c.v, c.kvHeads * c.valueDim);
+  }
+
+  fillKvCache(cache: KvCache, k: DeviceTensor, v: DeviceTensor, batch: number, rows: number): void {
+    const c = cache as GpuKvCache;
+    c.length = 0;
+    this.append(c, k, v, batch, rows, 0);
+  }
+
+  attention(q: DeviceTensor, k: DeviceTensor | undefined, v: DeviceTensor | undefined, cache: KvCache, step: AttentionStep, spec: AttentionSpec): DeviceTensor {
+    const c = cache as GpuKvCache;
+    const qt = this.use(q, 'attention');
+    const { batch, rows, start } = step;
+    const { heads, kvHeads, headDim, valueDim } = spec;
+    if (!(kvHeads >= 1) || heads % kvHeads !== 0) fail('attention', `${heads} query heads cannot share ${kvHeads} kv heads`);
+    if (kvHeads !== c.kvHeads || headDim !== c.headDim || valueDim !== c.valueDim) fail('attention', 'the spec does not match the cache it reads');
+    if (headDim > MAX_HEAD_DIM || valueDim > MAX_VALUE_DIM) fail('attention', `head widths up to ${MAX_HEAD_DIM} (keys) and ${MAX_VALUE_DIM} (values) are supported, not ${headDim} and ${valueDim}`);
+    if (qt.rows !== batch * rows || qt.cols !== heads * headDim) fail('attention', `queries ${shapeText(qt)} are not [${batch * rows}, ${heads * headDim}]`);
+    if ((k === undefined) !== (v === undefined)) fail('attention', 'keys and values come together');
+    if (k !== undefined) this.append(c, k, v!, batch, rows, start);
+    const mask = this.use(step.keyMask, 'attention');
+    const keys = mask.shape[1] ?? 0;
+    if (mask.shape[0] !== batch || mask.dtype !== 'i32' || keys > c.length) fail('attention', `the key mask ${shapeText(mask)} does not fit ${batch} sequences of ${c.length} cached keys`);
+    const positions = step.keyPositions === undefined ? undefined : this.use(step.keyPositions, 'attention');
+    const bias = step.bias === undefined ? undefined : this.use(step.bias, 'attention');
+    const slopes = spec.alibi === undefined ? undefined : this.use(spec.alibi, 'attention');
+    if (bias !== undefined && bias.numel !== heads * rows * keys) fail('attention', `the bias ${shapeText(bias)} is not [${heads}, ${rows}, ${keys}]`);
+    if (slopes !== undefined && positions === undefined) fail('attention', 'ALiBi needs key positions');
+    const out = this.tensor([batch * rows, heads * valueDim]);
+    const params = {
+      batch,
+      rows,
+      start,
+      keys,
+      heads,
+      kvHeads,
+      headDim,
+      valueDim,
+      capacity: c.capacity,
+      scale: spec.scale,
+      causal: spec.mask === 'causal' ? 1 : 0,
+      window: spec.window ?? 0,
+      softcap: spec.softcap ?? 0,
+      alibi: slopes ? 1 : 0,
+      alibiScaled: spec.alibiScaled ? 1 : 0,
+      hasBias: bias ? 1 : 0,
+    };
+    if (c.k === undefined) this.reserve(c, 1); // reading an empty cache: bind something
+    const buffers = [qt.buffer, c.k!.buffer, c.v!.buffer, mask.buffer, positions?.buffer ?? this.dummy, slopes?.buffer ?? this.dummy, bias?.buffer ?? this.dummy, out.buffer];
+    this.run(attentionKernel(), buffers, params, grid(batch * rows * heads));
+    return out;
+  }
+
+  // ───────────────────────────── lifetime ─────────────────────────────
+
+  /**
+   * Drain the queue, free every buffer and destroy the device, then wait for its loss notice: when this
+   * resolves no GPU promise of this rank is pending, so its thread may end (or be terminated) safely.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    const within = <T>(promise: Promise<T>) => Promise.race([promise, new Promise<void>((resolve) => setTimeout(resolve, DISPOSE_WAIT_MS).unref?.())]);
+    try {
+      // After another rank's failure the drain is refused (guard.ts); destroying the device stops its work.
+      await within(this.recorder.drain());
+    } catch {
+      // A lost device has nothing left to drain.
+    }
+    for (const c of this.caches) this.freeKvCache(c);
+    this.caches.clear();
+    this.memory.destroyAll([this.dummy, ...[...this.live, ...this.stepTensors].flatMap((t) => t.blocks.map((b) => b.buffer))]);
+    this.live.clear();
+    this.stepTensors = [];
+    this.constants.clear();
+    this.guard.call(
+      'dispose',
+      () => {
+        this.recorder.destroy();
+        this.device.destroy();
+      },
+      false,
+    );
+    await within(this.guard.track(this.device.lost));
+  }
+}

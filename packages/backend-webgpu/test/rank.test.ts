@@ -1,0 +1,174 @@
+/**
+ * What the conformance suite does not see: how work reaches the GPU (batched submissions, one readback
+ * per download), WGSL compile errors, memory reuse across steps, and the rank's lifetime.
+ */
+import { createHostCollectiveInit, hostTensor, TpError } from '@tp/core';
+import { reference } from '@tp/core/testing';
+import { describe, expect, it } from 'vitest';
+import { openDevice } from '../src/device.js';
+import { kernelSource, type KernelDef } from '../src/kernel.js';
+import { MAX_BATCH } from '../src/recorder.js';
+import { gpuFor, parseAdapterList } from '../src/node/adapters.js';
+import { Pipelines, WgslCompileError } from '../src/pipelines.js';
+import { WebGpuRank } from '../src/rank.js';
+import { adapterSkip, backend } from './helpers/adapter.js';
+
+const run = it.skipIf(adapterSkip !== '');
+
+async function newRank(options: Record<string, unknown> = {}): Promise<WebGpuRank> {
+  return (await backend.createRank({ rank: 0, world: 1, communicator: createHostCollectiveInit(1, 1024, 5000), options })) as WebGpuRank;
+}
+
+const random = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed * 78.233) * 2);
+
+describe(`WebGPU rank${adapterSkip}`, () => {
+  run('a decode-sized step is recorded and submitted in bounded batches: one readback, no submission per kernel', async () => {
+    const rank = await newRank();
+    try {
+      // Each product keeps x at 1, so the result after any number of them is 1.
+      const w = rank.upload(hostTensor(new Float32Array(64 * 64).fill(1 / 64), [64, 64]));
+      rank.beginStep();
+      const before = rank.stats();
+      let x = rank.upload(hostTensor(new Float32Array(64).fill(1), [1, 64]));
+      const kernels = 3 * MAX_BATCH + 10;
+      for (let i = 0; i < kernels; i++) x = rank.linear(x, w);
+      const y = (await rank.download(x)) as Float32Array;
+      await rank.endStep();
+      const after = rank.stats();
+      expect(after.dispatches - before.dispatches).toBe(kernels);
+      expect(after.reads - before.reads).toBe(1);
+      // One submission per full batch, plus the one that carries the readback.
+      expect(after.submits - before.submits).toBeLessThanOrEqual(Math.ceil(kernels / MAX_BATCH) + 1);
+      expect(Math.abs(y[0]! - 1)).toBeLessThan(1e-3);
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('step buffers are reused: ten identical steps hold no more memory than one', async () => {
+    const rank = await newRank();
+    try {
+      const step = async () => {
+        rank.beginStep();
+        const a = rank.upload(hostTensor(new Float32Array(1000).fill(1), [10, 100]));
+        const b = rank.activation(rank.scale(a, 2), 'silu');
+        rank.norm(rank.add(a, b), { kind: 'rms', eps: 1e-6 });
+        await rank.endStep();
+      };
+      await step();
+      const first = rank.memoryBytes();
+      for (let i = 0; i < 10; i++) await step();
+      expect(rank.memoryBytes()).toBe(first);
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('a tensor used after its step ended is an error naming it, not a silent read of reused memory', async () => {
+    const rank = await newRank();
+    try {
+      rank.beginStep();
+      const t = rank.upload(hostTensor(new Float32Array(6), [2, 3]));
+      await rank.endStep();
+      expect(() => rank.scale(t, 2)).toThrow(/used after it was freed/);
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('a WGSL compile error names the kernel, the line and the column', async () => {
+    const opened = await openDevice(gpuFor([]), 'compile-error test');
+    try {
+      const pipelines = new Pipelines(opened.device);
+      opened.device.addEventListener('uncapturederror', (event) => pipelines.claim((event as GPUUncapturedErrorEvent).error.message));
+      const def: KernelDef = {
+        name: 'broken_kernel',
+        bindings: [{ name: 'y', type: 'array<f32>', write: true }],
+        params: [['n', 'u32']],
+        code: '@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) {\n  y[g.x] = undefinedValue;\n}',
+      };
+      pipelines.get(def);
+      const lines = kernelSource(def).split('\n');
+      const line = lines.findIndex((l) => l.includes('undefinedValue')) + 1;
+      // Dawn delivers the error while the event loop polls it, as during any GPU wait.
+      await opened.device.queue.onSubmittedWorkDone();
+      let error: unknown;
+      try {
+        pipelines.check();
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(WgslCompileError);
+      const e = error as WgslCompileError;
+      expect(TpError.isInstance(e)).toBe(true);
+      expect(e.kernel).toBe('broken_kernel');
+      expect(e.line).toBe(line);
+      expect(e.column).toBe(lines[line - 1]!.indexOf('undefinedValue') + 1);
+      expect(e.message).toContain('undefinedValue');
+      expect(() => pipelines.check()).not.toThrow();
+    } finally {
+      opened.device.destroy();
+    }
+  });
+
+  run('dispose drains the queue and destroys the device; the rank refuses work afterwards; a second dispose is a no-op', async () => {
+    const rank = await newRank();
+    const w = rank.upload(hostTensor(new Float32Array(256 * 256).fill(1), [256, 256]));
+    rank.beginStep();
+    let x = rank.upload(hostTensor(new Float32Array(256).fill(1), [1, 256]));
+    for (let i = 0; i < 20; i++) x = rank.scale(rank.linear(x, w), 1 / 256);
+    // Disposing with the step's work recorded and unsubmitted: it must still end cleanly.
+    const started = Date.now();
+    await rank.dispose();
+    expect(Date.now() - started).toBeLessThan(2000);
+    await expect(rank.device.lost).resolves.toMatchObject({ reason: 'destroyed' });
+    expect(() => rank.scale(x, 2)).toThrow(/disposed/);
+    await rank.dispose();
+  });
+});
+
+describe(`WebGPU weights larger than one storage binding${adapterSkip}`, () => {
+  // backendOptions.maxBindingBytes makes the binding limit 1 KiB, so these small weights are split
+  // into blocks of rows exactly as a large embedding table is on a real adapter.
+  for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+    run(`a ${dtype} weight split into row blocks: download, linear (GEMV and prefill) and embedding match the reference`, async () => {
+      const rank = await newRank({ maxBindingBytes: 1024 });
+      try {
+        const [N, K] = [37, 20]; // 37 rows of 20: blocks of 12 (f32) or 25 (half) rows
+        const w = reference.roundToDtype(random(N * K, 1), dtype);
+        const bias = random(N, 2);
+        const wt = rank.upload({ bytes: reference.encodeDtype(w, dtype), dtype, shape: [N, K] });
+        expect((wt as unknown as { blocks: unknown[] }).blocks.length).toBeGreaterThan(1);
+        expect(Array.from(await rank.download(wt))).toEqual(Array.from(w));
+        const bt = rank.upload(hostTensor(bias, [N]));
+        for (const M of [1, 6]) {
+          const x = random(M * K, 3 + M);
+          rank.beginStep();
+          const y = await rank.download(rank.linear(rank.upload(hostTensor(x, [M, K])), wt, bt));
+          await rank.endStep();
+          const expected = reference.linear(x, w, bias, M, K, N);
+          const err = Math.max(...Array.from(y, (v, i) => Math.abs(v - expected[i]!)));
+          expect(err, `linear M ${M}`).toBeLessThan(1e-4);
+        }
+        const ids = [0, 36, 12, 11, 24, 25, -1, 40, 13];
+        rank.beginStep();
+        const e = await rank.download(rank.embedding(wt, rank.upload(hostTensor(Int32Array.from(ids))), 0, 0.5));
+        await rank.endStep();
+        expect(Array.from(e)).toEqual(Array.from(reference.embedding(w, N, K, ids, 0, 0.5), Math.fround));
+      } finally {
+        await rank.dispose();
+      }
+    });
+  }
+});
+
+describe('adapter list', () => {
+  it("reads Dawn's list of adapters from its error message", () => {
+    const message = "no suitable backends found\nAvailable adapters:\n * backend: 'vulkan', name: 'llvmpipe (LLVM 15.0.6, 256 bits)'\n * backend: 'vulkan', name: 'NVIDIA H100 80GB HBM3'";
+    expect(parseAdapterList(message)).toEqual([
+      { backend: 'vulkan', name: 'llvmpipe (LLVM 15.0.6, 256 bits)' },
+      { backend: 'vulkan', name: 'NVIDIA H100 80GB HBM3' },
+    ]);
+    expect(parseAdapterList('no adapters at all')).toEqual([]);
+  });
+});
