@@ -7,15 +7,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import {
-  analyzeModel,
+  analyzeRunnable,
   ArgumentError,
   createConfigReader,
-  engineGap,
   loadTokenizer,
-  openCheckpoint,
   positionLimit,
-  runnableModelTypes,
-  UnsupportedModelError,
   type DecoderSpec,
   type HfConfig,
   type ModelGraph,
@@ -46,21 +42,8 @@ function decoderSpec(graph: ModelGraph, config: Record<string, unknown>): Decode
  * prompts must leave room for it); logits need only the prompt to fit.
  */
 export async function precheck(dir: string, prompts: ReadonlyArray<string | readonly number[]>, request: { maxNewTokens?: number; flag?: string } = {}): Promise<Prechecked> {
-  const ckpt = await openCheckpoint(dir);
-  let graph: ModelGraph;
-  try {
-    graph = analyzeModel(ckpt);
-  } finally {
-    ckpt.close();
-  }
-  const gap = engineGap(graph);
-  if (gap !== undefined) {
-    throw new UnsupportedModelError({
-      modelType: graph.modelType,
-      reason: gap,
-      hint: `tp plan still works for it. tp run and tp logits run these model types: ${runnableModelTypes().join(', ')}`,
-    });
-  }
+  const ckpt = await analyzeRunnable(dir, 'tp run and tp logits run');
+  const graph = ckpt.graph;
   const needsTokenizer = prompts.some((p) => typeof p === 'string');
   const tokenizer = needsTokenizer || existsSync(path.join(ckpt.dir, 'tokenizer.json')) ? await loadTokenizer(ckpt.dir) : undefined;
   if (needsTokenizer && tokenizer === undefined) {

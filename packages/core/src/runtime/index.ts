@@ -15,3 +15,4 @@ export * from './backends.js';
 export * from './session.js';
 export * from './pipeline.js';
 export type { WorkerStats } from './messages.js';
+export * from './runnable.js';

@@ -10,15 +10,15 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { RankFailedError, type Backend, type StorageDtype } from '../backend/index.js';
-import { openCheckpoint } from '../checkpoint/index.js';
-import { ArgumentError, TpError, UnsupportedModelError, type TpErrorCode } from '../errors/index.js';
-import { analyzeModel, createConfigReader, FAMILIES, type DecoderSpec, type EncoderSpec, type ModelGraph, type Seq2SeqSpec } from '../graph/index.js';
+import { ArgumentError, TpError, type TpErrorCode } from '../errors/index.js';
+import { createConfigReader, type DecoderSpec, type EncoderSpec, type ModelGraph, type Seq2SeqSpec } from '../graph/index.js';
 import { planTensorParallel, type TPPlan } from '../plan/index.js';
 import { resolveBackend } from './backends.js';
 import { decoderBatch, encoderBatch, promptBatch } from './batches.js';
 import { beamSearch, type BeamSettings } from './beam.js';
 import { greedyOrSample, samplingWarnings, type DecodeBatch, type GenerateOptions, type GenerateResult } from './decode-loop.js';
-import { engineGap, type StepInput, type StepResult } from './engine.js';
+import type { StepInput, StepResult } from './engine.js';
+import { analyzeRunnable } from './runnable.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
 import { badWordRules, readGenerationConfig, type GenerationDefaults, type TokenRules } from './generation.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
@@ -152,17 +152,8 @@ export class InferenceSession {
     if (!backend.kvDtypes.includes(kvDtype)) {
       throw new ArgumentError({ argument: 'kvDtype', detail: `the ${backend.name} backend keeps its KV cache in ${backend.kvDtypes.join(' or ')}, not ${String(kvDtype)}` });
     }
-    const ckpt = await openCheckpoint(dir);
-    let graph: ModelGraph;
-    try {
-      graph = analyzeModel(ckpt);
-    } finally {
-      ckpt.close();
-    }
-    const gap = engineGap(graph);
-    if (gap !== undefined) {
-      throw new UnsupportedModelError({ modelType: graph.modelType, reason: gap, hint: `tp plan still works for it. The engine runs these model types: ${runnableModelTypes().join(', ')}` });
-    }
+    const ckpt = await analyzeRunnable(dir);
+    const graph = ckpt.graph;
     const config = createConfigReader(ckpt.config);
     const seq2seq = graph.kind === 'seq2seq' ? graph.descriptor.seq2seq!(config) : undefined;
     const spec = graph.kind === 'encoder' ? graph.descriptor.encoder!(config) : (seq2seq?.decoder ?? graph.descriptor.decoder!(config));
@@ -717,11 +708,6 @@ async function checkRankMemory(backend: Backend, plan: TPPlan, options: Record<s
 
 export function initInference(dir: string, options?: InferenceOptions): Promise<InferenceSession> {
   return InferenceSession.create(dir, options);
-}
-
-/** The model types the engine runs (tp plan plans more), for the unsupported-model message. */
-export function runnableModelTypes(): string[] {
-  return FAMILIES.filter((f) => f.engineGap === undefined && f.refuse === undefined && (f.decoder !== undefined || f.encoder !== undefined || f.seq2seq !== undefined)).map((f) => f.modelType);
 }
 
 /**
