@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { TpError } from '@tp/core';
 import { benchCommand, benchHelp } from './commands/bench.js';
+import { devicesCommand, devicesHelp } from './commands/devices.js';
 import { logitsCommand, logitsHelp } from './commands/logits.js';
 import { planCommand, planHelp } from './commands/plan.js';
 import { runCommand, runHelp } from './commands/run.js';
@@ -20,6 +21,7 @@ Commands:
   run <model-dir> <prompt>...  generate text over N ranks, streaming tokens as they come
   logits <model-dir>           the logits at every position of a sequence, as JSON
   bench <model-dir>            load time, prefill, decode speed and memory for each tp size
+  devices                      the devices each backend (cpu, webgpu, cuda) sees, or why it cannot run
 
 Run "tp <command> --help" for a command's options and examples; "tp --version" prints the version.
 "--" ends the options: what follows is a prompt or folder even when it starts with "-".
@@ -39,6 +41,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   run: { run: runCommand, help: runHelp },
   logits: { run: logitsCommand, help: logitsHelp },
   bench: { run: benchCommand, help: benchHelp },
+  devices: { run: devicesCommand, help: devicesHelp },
 };
 
 /** The version of @tp/cli (its package.json, one folder above src/ and dist/). */
