@@ -6,6 +6,7 @@ import {
   cellTiming,
   expertShareRead,
   flopPerSecond,
+  kvBytesReadPerSequence,
   kvCacheBytes,
   largestBatch,
   maxBatch,
@@ -17,6 +18,7 @@ import {
   rankBytesAt,
   rankWeightBytes,
   runTiming,
+  seq2seqDecodeContext,
   workload,
   workspaceModel,
   type PlanLike,
@@ -225,5 +227,28 @@ describe('arguments and prompts', () => {
     expect(second).not.toEqual(first);
     for (const id of [...first!, ...second!]) expect(id).toBeGreaterThanOrEqual(0);
     expect(prompts(320, 8, 3, 0, 2)).toHaveLength(3);
+  });
+});
+
+describe('encoder–decoder and encoder steps', () => {
+  it('a decode step of an encoder–decoder: 1 + new/2 decoder positions; KV read = self cache over them + cross cache over the source', () => {
+    expect(seq2seqDecodeContext(8)).toBe(5);
+    expect(seq2seqDecodeContext(2)).toBe(2);
+    expect(kvBytesReadPerSequence(1024, 5)).toBe(5120);
+    expect(kvBytesReadPerSequence(1024, 5, 512, 10)).toBe(5120 + 5120);
+  });
+
+  it('workload leaves out the tensors a step does not use (an encoder–decoder step skips the encoder)', () => {
+    const t = (name: string, shape: number[], role = 'attn.q') => ({ name, shape, role, storage: 'f32' as const, read: true, ranks: [{ shape, bytes: shape.reduce((a, b) => a * b, 1) * 4 }] });
+    const plan = {
+      tpSize: 1,
+      tensors: [t('encoder.block.0.q.weight', [8, 8]), t('decoder.block.0.q.weight', [8, 8]), t('decoder.block.0.norm.weight', [8], 'norm'), t('shared.weight', [32, 8], 'embed')],
+      lmHead: null,
+      ranks: [{ paramBytes: 0, kvCacheBytesPerToken: 0 }],
+      geometry: {},
+      storageDtypes: ['f32' as const],
+    };
+    expect(workload(plan, 0, 1)).toEqual({ parametersPerToken: 128, weightBytesPerStep: 128 * 4 + 32 });
+    expect(workload(plan, 0, 1, (name) => !name.startsWith('encoder.'))).toEqual({ parametersPerToken: 64, weightBytesPerStep: 64 * 4 + 32 });
   });
 });

@@ -8,7 +8,10 @@
 export interface ChartCell {
   tp: number;
   batch: number;
-  decode_ms_per_token: number;
+  /** `encode` (encoders): the latency panel shows `prefill_ms`, the forward of the batch. */
+  mode?: 'generate' | 'encode';
+  prefill_ms?: number;
+  decode_ms_per_token: number | null;
   throughput_tokens_per_s: number;
   weights_bytes: number[];
   kv_cache_bytes: number[];
@@ -133,9 +136,13 @@ export function renderBenchChart(cells: readonly ChartCell[], options: ChartOpti
     { name: 'device peak', color: color(2), points: largest.map((c) => [c.tp, maxOf(c.device_peak_bytes) / MiB] as [number, number]) },
   ];
   const largestBatches = [...new Set(largest.map((c) => c.batch))];
+  const encode = cells[0]?.mode === 'encode';
+  const latency: Panel = encode
+    ? { title: 'forward latency vs batch', xLabel: 'batch (sequences)', yLabel: 'ms per forward of the batch (median)', xTicks: batches, xScale: 'log2', series: perTp((c) => c.prefill_ms ?? Number.NaN) }
+    : { title: 'decode latency vs batch', xLabel: 'batch (sequences)', yLabel: 'ms per token (median step)', xTicks: batches, xScale: 'log2', series: perTp((c) => c.decode_ms_per_token ?? Number.NaN) };
   const panels: Panel[] = [
-    { title: 'decode latency vs batch', xLabel: 'batch (sequences)', yLabel: 'ms per token (median step)', xTicks: batches, xScale: 'log2', series: perTp((c) => c.decode_ms_per_token) },
-    { title: 'throughput vs batch', xLabel: 'batch (sequences)', yLabel: 'generated tokens/s (whole batch)', xTicks: batches, xScale: 'log2', series: perTp((c) => c.throughput_tokens_per_s) },
+    latency,
+    { title: 'throughput vs batch', xLabel: 'batch (sequences)', yLabel: encode ? 'tokens encoded/s (whole batch)' : 'generated tokens/s (whole batch)', xTicks: batches, xScale: 'log2', series: perTp((c) => c.throughput_tokens_per_s) },
     {
       title: 'memory per rank vs tp',
       xLabel: `tp (largest rank; KV and peak at batch ${largestBatches.join('/')})`,

@@ -182,13 +182,17 @@ export interface Workload {
   readonly weightBytesPerStep: number;
 }
 
-/** What one rank (or, with `rank` undefined, the unsharded model) multiplies and reads per decode step. */
-export function workload(plan: PlanLike, rank: number | undefined, batch: number): Workload {
+/**
+ * What one rank (or, with `rank` undefined, the unsharded model) multiplies and reads per decode step
+ * — or per forward of an encoder, which goes through every weight once. `uses` leaves out the
+ * tensors a step does not go through (an encoder–decoder's decode step: the encoder's).
+ */
+export function workload(plan: PlanLike, rank: number | undefined, batch: number, uses: (name: string) => boolean = () => true): Workload {
   const moe = moeOf(plan);
   let parametersPerToken = 0;
   let weightBytesPerStep = 0;
   for (const t of plan.tensors) {
-    if (!t.read) continue;
+    if (!t.read || !uses(t.name)) continue;
     const isHead = plan.lmHead !== null && plan.lmHead.weight === t.name;
     if (LOOKUP_ROLES.has(t.role) && !isHead) continue;
     const elements = isHead ? lmHeadElements(plan, t, rank) : rank === undefined ? product(t.shape) : product(t.ranks[rank]!.shape);
@@ -208,6 +212,23 @@ export function workload(plan: PlanLike, rank: number | undefined, batch: number
  */
 export function meanDecodeContext(promptTokens: number, newTokens: number): number {
   return promptTokens + newTokens / 2;
+}
+
+/**
+ * An encoder–decoder's decode step: the decoder starts from one start token, so step i (1 ≤ i < new)
+ * attends to i + 1 decoder positions — a mean of 1 + new/2 — in its self-attention cache, and to the
+ * whole source (the prompt) in its cross-attention cache.
+ */
+export function seq2seqDecodeContext(newTokens: number): number {
+  return 1 + newTokens / 2;
+}
+
+/**
+ * KV bytes one decode step reads per sequence: the self-attention cache over its mean context, plus
+ * (encoder–decoders) the cross-attention cache over the source.
+ */
+export function kvBytesReadPerSequence(selfBytesPerToken: number, context: number, crossBytesPerSourceToken = 0, sourceTokens = 0): number {
+  return selfBytesPerToken * context + crossBytesPerSourceToken * sourceTokens;
 }
 
 /** KV-cache bytes of `batch` sequences of `tokens` positions on a rank holding `bytesPerToken` per position. */

@@ -11,10 +11,11 @@ import {
   bytesPerParameter,
   cellTiming,
   expertShareRead,
+  quantile,
   flopPerSecond,
+  kvBytesReadPerSequence,
   kvCacheBytes,
   maxBatch,
-  meanDecodeContext,
   moeOf,
   parseByteSize,
   perSecond,
@@ -25,6 +26,7 @@ import {
   type RunTiming,
 } from '../bench/metrics.js';
 import { measureReadBandwidth, type ReadBandwidth } from '../bench/read-bandwidth.js';
+import { stepShape, type StepShape } from '../bench/step-shape.js';
 import { formatBytes } from '../format/units.js';
 import { BENCH_FORMAT_VERSION, describeBenchCells, machineInfo, renderBenchReport, type BenchCell, type MachineInfo, type TpSummary } from '../format/bench-table.js';
 import { UsageError, type CliIo } from '../io.js';
@@ -41,6 +43,18 @@ random token ids, greedy, never stopping early. Each run is timed by when each s
 chosen: step 0 is the first token (the prefill forward over the prompt), every later step is one
 decode step that makes one token for every sequence. Before the first session the machine's read
 bandwidth is measured once.
+
+By model kind:
+  causal LM           as above; a decode step reads every weight and the KV cache
+  encoder–decoder     the prompt is the encoder's input; the decoder starts from its start token. A
+                      decode step reads the decoder's weights and the head (not the encoder's), its
+                      self-attention cache over 1 + new/2 positions and the cross-attention cache
+                      over the prompt; the prefill is the encoder forward plus the first decoder step
+  encoder (BERT…)     no generation: each run is one forward of --batch sequences of --prompt tokens
+                      (last hidden state and, where the checkpoint has one, the masked-LM logits);
+                      the table shows forward ms and tokens encoded/s = batch × prompt ÷ forward
+                      time; bandwidth and FLOP/s are per forward (every weight once, batch × prompt
+                      tokens); --new is ignored and the JSON's decode fields are null ("mode": "encode")
 
 Per cell (arrays in --json: one entry per rank):
   prefill ms          time to the first token (= time_to_first_token_ms), median over the runs;
@@ -169,7 +183,7 @@ export async function benchCommand(argv: string[], io: CliIo): Promise<number> {
     try {
       const backendLimit = await session.backend.rankMemoryLimit({});
       const budget = budgetFlag ?? backendLimit ?? null;
-      const ctx: CellContext = { session, tp, promptTokens, newTokens, runs, seed, loadMs, machine, readBandwidth, budget, say };
+      const ctx: CellContext = { session, tp, promptTokens, newTokens, runs, seed, loadMs, machine, readBandwidth, budget, shape: stepShape(session, promptTokens, newTokens), say };
       const measured: MeasuredCell[] = [];
       const toMeasure = batches.length === 0 && wantMax ? [1] : batches;
       for (const batch of toMeasure) measured.push(await measureCell(ctx, batch, false));
@@ -233,6 +247,7 @@ interface CellContext {
   machine: MachineInfo;
   readBandwidth: BenchCell['read_bandwidth'];
   budget: number | null;
+  shape: StepShape;
   say: (text: string) => void;
 }
 
@@ -248,13 +263,15 @@ interface MeasuredCell {
 async function measureCell(ctx: CellContext, batch: number, isMax: boolean): Promise<MeasuredCell> {
   const { session, tp, promptTokens, newTokens, seed } = ctx;
   const vocab = session.graph.geometry.vocab;
-  ctx.say(`tp ${tp}, batch ${batch}: warm-up generation (${batch} × (${promptTokens} + ${newTokens}) tokens)`);
-  await timeGeneration(session, prompts(vocab, promptTokens, batch, seed, 999), newTokens);
+  const encode = ctx.shape.mode === 'encode';
+  const time = (ids: number[][]) => (encode ? timeForward(session, ids) : timeGeneration(session, ids, newTokens));
+  ctx.say(`tp ${tp}, batch ${batch}: warm-up ${encode ? `forward (${batch} × ${promptTokens} tokens)` : `generation (${batch} × (${promptTokens} + ${newTokens}) tokens)`}`);
+  await time(prompts(vocab, promptTokens, batch, seed, 999));
   const timings: RunTiming[] = [];
   for (let run = 0; run < ctx.runs; run++) {
-    const t = await timeGeneration(session, prompts(vocab, promptTokens, batch, seed, run), newTokens);
+    const t = await time(prompts(vocab, promptTokens, batch, seed, run));
     timings.push(t);
-    ctx.say(`tp ${tp}, batch ${batch}: run ${run + 1}/${ctx.runs}: prefill ${t.prefillMs.toFixed(1)} ms, decode ${t.decodeMeanMs.toFixed(2)} ms/token`);
+    ctx.say(`tp ${tp}, batch ${batch}: run ${run + 1}/${ctx.runs}: ${encode ? `forward ${t.prefillMs.toFixed(1)} ms` : `prefill ${t.prefillMs.toFixed(1)} ms, decode ${t.decodeMeanMs.toFixed(2)} ms/token`}`);
   }
   const stats = await session.stats();
   return { batch, isMax, runs: timings, deviceBytes: stats.map((s) => s.deviceBytes), peakRssBytes: Math.max(...stats.map((s) => s.peakRssBytes)) };
@@ -273,6 +290,14 @@ async function timeGeneration(session: InferenceSession, batch: number[][], newT
     },
   });
   return runTiming({ startMs, stepMs });
+}
+
+/** One forward of an encoder over the batch (its default outputs: last hidden state and, with the head, masked-LM logits), timed as a "prefill" with no decode steps. */
+async function timeForward(session: InferenceSession, batch: number[][]): Promise<RunTiming> {
+  const startMs = performance.now();
+  await session.encoderOutputs(batch);
+  const ms = performance.now() - startMs;
+  return { prefillMs: ms, decodeStepsMs: [], decodeMeanMs: Number.NaN, totalMs: ms };
 }
 
 /**
@@ -299,32 +324,37 @@ function estimateMaxBatch(session: InferenceSession, measured: readonly Measured
 
 /** Every number of every cell of one tp, and the tp's summary. */
 function finishCells(ctx: CellContext, measured: readonly MeasuredCell[], max: { batch: number; limitingRank: number } | null): BenchCell[] {
-  const { session, tp, promptTokens, newTokens } = ctx;
+  const { session, tp, promptTokens, newTokens, shape } = ctx;
   const plan = session.plan;
   const moe = moeOf(plan);
   const storage = plan.storageDtypes[0] ?? 'f32';
-  const tokens = promptTokens + newTokens;
-  const context = meanDecodeContext(promptTokens, newTokens);
+  const encode = shape.mode === 'encode';
+  const tokens = encode ? promptTokens : promptTokens + newTokens;
+  const context = shape.context;
   const parameters = plan.tensors.filter((t) => t.read).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+  const nullIfEncode = (v: number) => (encode ? null : v);
   const cells = [...measured]
     .sort((a, b) => a.batch - b.batch)
     .map((m) => {
       const timing = cellTiming(m.runs);
-      const step = timing.decodeMedianMs;
+      // The timed step: a decode step, or an encoder's forward over batch × prompt tokens.
+      const step = encode ? timing.prefillMs : timing.decodeMedianMs;
+      const tokensPerStep = encode ? m.batch * promptTokens : m.batch;
       const ranks = plan.ranks.map((_, r) => r);
-      const loads = ranks.map((r) => workload(plan, r, m.batch));
-      const model = workload(plan, undefined, m.batch);
+      const loads = ranks.map((r) => workload(plan, r, m.batch, shape.uses));
+      const model = workload(plan, undefined, m.batch, shape.uses);
       const kvPerToken = plan.ranks.map((r) => r.kvCacheBytesPerToken);
-      const kvRead = kvPerToken.map((b) => b * m.batch * context);
+      const kvRead = kvPerToken.map((b, r) => m.batch * kvBytesReadPerSequence(b, context, shape.crossKvBytesPerSourceToken[r], promptTokens));
       const bytesPerStep = loads.map((l, r) => l.weightBytesPerStep + kvRead[r]!);
       const bandwidth = bytesPerStep.map((b) => bandwidthGBps(b, step));
       const total = bandwidth.reduce((a, b) => a + b, 0);
-      const flops = loads.map((l) => flopPerSecond(l.parametersPerToken, m.batch, step));
+      const flops = loads.map((l) => flopPerSecond(l.parametersPerToken, tokensPerStep, step));
       const weights = ranks.map((r) => rankWeightBytes(plan, r));
       const kv = kvPerToken.map((b) => kvCacheBytes(b, tokens, m.batch));
-      const throughput = perSecond(m.batch, step);
+      const throughput = perSecond(tokensPerStep, step);
       const cell: Omit<BenchCell, 'tp_summary'> = {
         formatVersion: BENCH_FORMAT_VERSION,
+        mode: shape.mode,
         tp,
         batch: m.batch,
         batch_is_max: m.isMax,
@@ -336,21 +366,22 @@ function finishCells(ctx: CellContext, measured: readonly MeasuredCell[], max: {
         kv_dtype: plan.options.kvDtype,
         bytes_per_parameter: bytesPerParameter(storage),
         prompt_tokens: promptTokens,
-        new_tokens: newTokens,
+        new_tokens: encode ? 0 : newTokens,
         runs: m.runs.length,
         load_s: round(ctx.loadMs / 1000, 3),
         prefill_ms: round(timing.prefillMs, 2),
-        time_to_first_token_ms: round(timing.prefillMs, 2),
+        time_to_first_token_ms: nullIfEncode(round(timing.prefillMs, 2)),
         prompt_tokens_per_s: round(perSecond(m.batch * promptTokens, timing.prefillMs), 1),
-        decode_ms_per_token: round(step, 3),
-        decode_ms_per_token_p90: round(timing.decodeP90Ms, 3),
-        decode_ms_per_token_mean: round(timing.decodeMeanMs, 3),
+        forward_ms_p90: encode ? round(quantile(m.runs.map((r) => r.prefillMs), 0.9), 2) : null,
+        decode_ms_per_token: nullIfEncode(round(step, 3)),
+        decode_ms_per_token_p90: nullIfEncode(round(timing.decodeP90Ms, 3)),
+        decode_ms_per_token_mean: nullIfEncode(round(timing.decodeMeanMs, 3)),
         decode_steps: timing.decodeSteps,
-        generate_ms: round(timing.totalMs, 2),
-        tokens_per_s: round(perSecond(1, step), 2),
+        generate_ms: nullIfEncode(round(timing.totalMs, 2)),
+        tokens_per_s: nullIfEncode(round(perSecond(1, step), 2)),
         throughput_tokens_per_s: round(throughput, 2),
         throughput_tokens_per_s_per_rank: round(throughput / tp, 2),
-        end_to_end_tokens_per_s: round(perSecond(m.batch * newTokens, timing.totalMs), 2),
+        end_to_end_tokens_per_s: nullIfEncode(round(perSecond(m.batch * newTokens, timing.totalMs), 2)),
         parameters_per_token: Math.round(model.parametersPerToken),
         rank_parameters_per_token: loads.map((l) => Math.round(l.parametersPerToken)),
         moe: moe === undefined ? null : { experts: moe.experts, experts_per_token: moe.expertsPerToken, expert_share_read_per_step: round(expertShareRead(moe, m.batch), 6) },
@@ -372,7 +403,7 @@ function finishCells(ctx: CellContext, measured: readonly MeasuredCell[], max: {
         rank_memory_mb: m.deviceBytes.map((d) => round(d / MiB, 1)),
         peak_rss_mb: round(m.peakRssBytes / MiB, 1),
         prefill_ms_runs: m.runs.map((r) => round(r.prefillMs, 2)),
-        decode_ms_per_token_runs: m.runs.map((r) => round(r.decodeMeanMs, 3)),
+        decode_ms_per_token_runs: encode ? [] : m.runs.map((r) => round(r.decodeMeanMs, 3)),
         memory_budget_bytes: ctx.budget,
         max_batch: max === null ? null : max.batch,
         max_batch_limited_by_rank: max === null ? null : max.limitingRank,

@@ -26,10 +26,10 @@ export interface BenchResult {
   load_s: number;
   /** Median time to the first generated token: a forward over the prompt (plus choosing the token). */
   prefill_ms: number;
-  /** Median time per generated token after the first (per sequence: one decode step). */
-  decode_ms_per_token: number;
-  /** 1000 / decode_ms_per_token: tokens per second of one sequence. */
-  tokens_per_s: number;
+  /** Median time per generated token after the first (per sequence: one decode step); null for an encoder. */
+  decode_ms_per_token: number | null;
+  /** 1000 / decode_ms_per_token: tokens per second of one sequence; null for an encoder. */
+  tokens_per_s: number | null;
   /** Highest process RSS the ranks sampled (after loading and after every forward), in MiB. */
   peak_rss_mb: number;
   /** Per rank: the memory its device holds (weights, KV cache, buffers), in MiB. Ranks are threads of one process, so RSS is not per rank. */
@@ -48,6 +48,13 @@ export const BENCH_FORMAT_VERSION = 1;
  */
 export interface BenchCell extends BenchResult {
   formatVersion: typeof BENCH_FORMAT_VERSION;
+  /**
+   * `generate` (causal LMs and encoder–decoders): decode steps are timed, prefill apart. `encode`
+   * (encoders): the timed step is one forward of the batch — `prefill_ms` is its median,
+   * `prompt_tokens_per_s` = `throughput_tokens_per_s` = batch × prompt ÷ forward time, and bandwidth
+   * and FLOP/s are per forward; the decode fields are null, `new_tokens` and `decode_steps` 0.
+   */
+  mode: 'generate' | 'encode';
   /** Sequences generated together. */
   batch: number;
   /** True for the cell `--batch max` asked for (its batch is `max_batch`). */
@@ -59,23 +66,25 @@ export interface BenchCell extends BenchResult {
   bytes_per_parameter: number;
 
   // Latency. Decode steps exclude the prefill; every step makes one token for each sequence.
-  /** Median time to the first token (= prefill_ms: the prefill forward chooses the first token). */
-  time_to_first_token_ms: number;
+  /** Median time to the first token (= prefill_ms: the prefill forward chooses the first token); null for an encoder. */
+  time_to_first_token_ms: number | null;
   /** batch × prompt_tokens ÷ prefill time. */
   prompt_tokens_per_s: number;
-  decode_ms_per_token_p90: number;
-  decode_ms_per_token_mean: number;
+  /** Encoders: the 90th percentile of the runs' forward times (null when generating). */
+  forward_ms_p90: number | null;
+  decode_ms_per_token_p90: number | null;
+  decode_ms_per_token_mean: number | null;
   /** Decode steps timed (runs × (new − 1)). */
   decode_steps: number;
-  /** Median wall time of one generation (prefill and every decode step). */
-  generate_ms: number;
+  /** Median wall time of one generation (prefill and every decode step); null for an encoder. */
+  generate_ms: number | null;
 
   // Throughput.
-  /** batch × 1000 ÷ decode_ms_per_token: tokens the whole batch generates per second while decoding. */
+  /** batch × 1000 ÷ decode_ms_per_token: tokens the whole batch generates per second while decoding (encoders: tokens encoded per second). */
   throughput_tokens_per_s: number;
   throughput_tokens_per_s_per_rank: number;
-  /** batch × new_tokens ÷ generate_ms: with the prefill. */
-  end_to_end_tokens_per_s: number;
+  /** batch × new_tokens ÷ generate_ms: with the prefill; null for an encoder. */
+  end_to_end_tokens_per_s: number | null;
 
   // Formula inputs.
   /** Parameters multiplied per token by the unsharded model (MoE: the active ones). */
@@ -84,13 +93,13 @@ export interface BenchCell extends BenchResult {
   rank_parameters_per_token: number[];
   /** MoE: experts E, experts per token k, and the share of the experts' weights one decode step reads, 1 − (1 − k/E)^batch. */
   moe: { experts: number; experts_per_token: number; expert_share_read_per_step: number } | null;
-  /** Weight bytes each rank reads per decode step (storage dtype). */
+  /** Weight bytes each rank reads per decode step (storage dtype); an encoder–decoder's step reads only the decoder's; an encoder's forward, every weight. */
   weight_bytes_per_step: number[];
-  /** KV-cache bytes per position per sequence (KV dtype). */
+  /** KV-cache bytes per position per sequence (KV dtype): the self-attention caches (an encoder has none). */
   kv_cache_bytes_per_token: number[];
-  /** Mean keys a decode step attends to: prompt + new/2. */
+  /** Mean keys a decode step's self-attention attends to: prompt + new/2 (encoder–decoders: 1 + new/2 decoder positions; encoders 0). */
   mean_context_tokens: number;
-  /** kv_cache_bytes_per_token × batch × mean_context_tokens. */
+  /** kv_cache_bytes_per_token × batch × mean_context_tokens (encoder–decoders: + the cross-attention cache over the prompt, per sequence). */
   kv_bytes_read_per_step: number[];
   /** weight_bytes_per_step + kv_bytes_read_per_step. */
   bytes_per_step: number[];
@@ -160,8 +169,8 @@ export function renderBenchTable(results: readonly BenchResult[]): string {
     String(r.tp),
     r.load_s.toFixed(2),
     r.prefill_ms.toFixed(1),
-    r.decode_ms_per_token.toFixed(2),
-    r.tokens_per_s.toFixed(1),
+    r.decode_ms_per_token === null ? '—' : r.decode_ms_per_token.toFixed(2),
+    r.tokens_per_s === null ? '—' : r.tokens_per_s.toFixed(1),
     r.peak_rss_mb.toFixed(0),
     r.rank_memory_mb.map((m) => m.toFixed(0)).join(' / '),
   ]);
@@ -186,7 +195,9 @@ export function describeBenchCells(cells: readonly BenchCell[]): string {
   const first = cells[0];
   if (first === undefined) return '';
   const lines = [
-    `${first.model} (${first.model_type}, ${(first.parameters / 1e6).toFixed(1)}M parameters, ${first.storage_dtype} weights, ${first.kv_dtype} KV cache) · ${first.backend} · prompt ${first.prompt_tokens} tokens · ${first.new_tokens} new tokens · ${first.runs} run${first.runs === 1 ? '' : 's'} per cell`,
+    first.mode === 'encode'
+      ? `${first.model} (${first.model_type}, an encoder, ${(first.parameters / 1e6).toFixed(1)}M parameters, ${first.storage_dtype} weights) · ${first.backend} · ${first.prompt_tokens} tokens per sequence · ${first.runs} run${first.runs === 1 ? '' : 's'} per cell`
+      : `${first.model} (${first.model_type}, ${(first.parameters / 1e6).toFixed(1)}M parameters, ${first.storage_dtype} weights, ${first.kv_dtype} KV cache) · ${first.backend} · prompt ${first.prompt_tokens} tokens · ${first.new_tokens} new tokens · ${first.runs} run${first.runs === 1 ? '' : 's'} per cell`,
   ];
   const bw = first.read_bandwidth;
   if (bw !== null) {
@@ -199,6 +210,53 @@ export function describeBenchCells(cells: readonly BenchCell[]): string {
   return lines.join('\n');
 }
 
+const batchLabel = (c: BenchCell) => `${c.batch}${c.batch_is_max ? ' (max)' : ''}`;
+const bandwidthColumns = (c: BenchCell) => [
+  perRank(c.bandwidth_gb_per_s_per_rank, 2),
+  c.bandwidth_gb_per_s.toFixed(2),
+  c.bandwidth_share === null ? '—' : (c.bandwidth_share * 100).toFixed(0),
+  perRank(
+    c.flop_per_s_per_rank.map((f) => f / 1e9),
+    2,
+  ),
+];
+const ms = (v: number | null, digits: number) => (v === null ? '—' : v.toFixed(digits));
+
+function generateSpeedTable(cells: readonly BenchCell[]): string {
+  return renderTable(
+    ['tp', 'batch', 'prefill ms', 'prompt tok/s', 'decode ms/token', 'p90', 'tokens/s', 'tokens/s/rank', 'GB/s per rank', 'GB/s', '% of read bw', 'GFLOP/s per rank'],
+    cells.map((c) => [
+      String(c.tp),
+      batchLabel(c),
+      c.prefill_ms.toFixed(1),
+      c.prompt_tokens_per_s.toFixed(0),
+      ms(c.decode_ms_per_token, 2),
+      ms(c.decode_ms_per_token_p90, 2),
+      c.throughput_tokens_per_s.toFixed(1),
+      c.throughput_tokens_per_s_per_rank.toFixed(1),
+      ...bandwidthColumns(c),
+    ]),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+  );
+}
+
+/** Encoders: the forward is the step. */
+function encodeSpeedTable(cells: readonly BenchCell[]): string {
+  return renderTable(
+    ['tp', 'batch', 'forward ms', 'p90', 'tokens/s', 'tokens/s/rank', 'GB/s per rank', 'GB/s', '% of read bw', 'GFLOP/s per rank'],
+    cells.map((c) => [
+      String(c.tp),
+      batchLabel(c),
+      c.prefill_ms.toFixed(2),
+      ms(c.forward_ms_p90, 2),
+      c.throughput_tokens_per_s.toFixed(0),
+      c.throughput_tokens_per_s_per_rank.toFixed(0),
+      ...bandwidthColumns(c),
+    ]),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
+}
+
 /**
  * The multi-cell report: speed per cell, memory per rank per cell, and the per-tp summary (memory per
  * rank, max batch, max throughput per rank), DeepSpeed's AutoTP tutorial table.
@@ -206,27 +264,7 @@ export function describeBenchCells(cells: readonly BenchCell[]): string {
 export function renderBenchReport(cells: readonly BenchCell[]): string {
   if (cells.length === 0) return '';
   const first = cells[0]!;
-  const speed = renderTable(
-    ['tp', 'batch', 'prefill ms', 'prompt tok/s', 'decode ms/token', 'p90', 'tokens/s', 'tokens/s/rank', 'GB/s per rank', 'GB/s', '% of read bw', 'GFLOP/s per rank'],
-    cells.map((c) => [
-      String(c.tp),
-      `${c.batch}${c.batch_is_max ? ' (max)' : ''}`,
-      c.prefill_ms.toFixed(1),
-      c.prompt_tokens_per_s.toFixed(0),
-      c.decode_ms_per_token.toFixed(2),
-      c.decode_ms_per_token_p90.toFixed(2),
-      c.throughput_tokens_per_s.toFixed(1),
-      c.throughput_tokens_per_s_per_rank.toFixed(1),
-      perRank(c.bandwidth_gb_per_s_per_rank, 2),
-      c.bandwidth_gb_per_s.toFixed(2),
-      c.bandwidth_share === null ? '—' : (c.bandwidth_share * 100).toFixed(0),
-      perRank(
-        c.flop_per_s_per_rank.map((f) => f / 1e9),
-        2,
-      ),
-    ]),
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
-  );
+  const speed = first.mode === 'encode' ? encodeSpeedTable(cells) : generateSpeedTable(cells);
   const memory = renderTable(
     ['tp', 'batch', 'weights', 'KV cache', 'workspace', 'device peak', 'peak RSS (process)'],
     cells.map((c) => [
@@ -257,7 +295,9 @@ export function renderBenchReport(cells: readonly BenchCell[]): string {
   return [
     describeBenchCells(cells),
     '',
-    'speed: decode = one step (a token for every sequence), median and p90 of the steps, prefill excluded; tokens/s = the whole batch; GB/s = weights + KV cache read per step ÷ step time',
+    first.mode === 'encode'
+      ? 'speed: one forward of the whole batch (median and p90 of the runs); tokens/s = batch × prompt tokens ÷ forward time; GB/s = weights read per forward ÷ forward time'
+      : 'speed: decode = one step (a token for every sequence), median and p90 of the steps, prefill excluded; tokens/s = the whole batch; GB/s = weights + KV cache read per step ÷ step time',
     speed,
     '',
     'memory per rank, MiB (the largest rank; KV cache at prompt + new tokens; workspace = device peak − weights − KV cache)',
