@@ -6,7 +6,8 @@
  * Options (`backendOptions` of initInference, or the environment):
  * - `gemm` / TP_CUDA_GEMM: `auto` (cuBLASLt for prefill when loaded), `cublaslt`, `kernel`.
  * - TP_CUDA_COLLECTIVE: `auto`, `nccl` or `device` (see collective.ts).
- * - TP_CUDA_DEVICES: the GPU of each rank, comma-separated (default: rank r on GPU r mod count).
+ * - `devices`: the GPU of each rank, one per rank (the CLI's --devices); else TP_CUDA_DEVICES,
+ *   comma-separated and cycled; default: rank r on GPU r mod count.
  * - TP_CUDA_LIBCUDA, TP_CUDA_CUBLASLT, TP_CUDA_NCCL: a library file or folder (see search.ts).
  */
 import { BACKEND_INTERFACE_VERSION, TpError, type Backend, type BackendProbe, type RankInit } from '@tp/core';
@@ -69,7 +70,11 @@ export async function probeCuda(): Promise<CudaProbe> {
   } catch (error) {
     return { available: false, reason: translate(error).message, devices: [], gpus: [], ...base };
   }
-  const devices = gpus.map((g) => ({ name: `${g.name} (sm_${g.major}${g.minor}, ${g.multiprocessors} SMs, ${g.pciBusId})`, memoryBytes: g.memoryBytes }));
+  const devices = gpus.map((g) => ({
+    name: `${g.name} (sm_${g.major}${g.minor}, ${g.multiprocessors} SMs, ${g.pciBusId})`,
+    memoryBytes: g.memoryBytes,
+    details: { 'compute capability': `${g.major}.${g.minor}`, multiprocessors: g.multiprocessors, 'PCI bus': g.pciBusId },
+  }));
   const probe = { devices, gpus, driverVersion: cuda.version, ...base };
   if (gpus.length === 0) return { available: false, reason: `the driver at ${cuda.path} sees no GPU`, ...probe };
   if (kernels.error) return { available: false, reason: `the CUDA kernels are missing: ${kernels.error}`, ...probe };
@@ -79,8 +84,20 @@ export async function probeCuda(): Promise<CudaProbe> {
   return { available: true, ...probe };
 }
 
-/** The GPU of each of `world` ranks: TP_CUDA_DEVICES, else round-robin over the GPUs the driver sees. */
-function placement(world: number, count: number): number[] {
+/**
+ * The GPU of each of `world` ranks: backendOptions.devices (the CLI's --devices: rank r takes
+ * devices[r]), else TP_CUDA_DEVICES (cycled), else round-robin over the GPUs the driver sees.
+ */
+export function placement(world: number, count: number, chosen?: unknown): number[] {
+  if (chosen !== undefined) {
+    if (!Array.isArray(chosen) || !chosen.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new TpError('invalid-argument', `backendOptions.devices must be a list of GPU numbers (see tp devices --backend cuda), not ${JSON.stringify(chosen)}`);
+    }
+    if (chosen.length < world) throw new TpError('invalid-argument', `backendOptions.devices lists ${chosen.length} GPU${chosen.length === 1 ? '' : 's'} for ${world} ranks: give one per rank`);
+    const missing = chosen.find((d: number) => count > 0 && d >= count);
+    if (missing !== undefined) throw new TpError('invalid-argument', `GPU ${String(missing)} does not exist: the driver sees ${count} (tp devices --backend cuda lists them)`);
+    return (chosen as number[]).slice(0, world);
+  }
   const listed = process.env['TP_CUDA_DEVICES'];
   if (listed) {
     const devices = listed.split(',').map((s) => Number.parseInt(s.trim(), 10));
@@ -114,7 +131,7 @@ export const backend: Backend = {
         count = 0;
       }
     }
-    const devices = placement(world, count);
+    const devices = placement(world, count, options.backendOptions?.['devices']);
     const ncclVersion = libs?.nccl.loaded ? libs.nccl.version : undefined;
     const mode = chooseMode(process.env['TP_CUDA_COLLECTIVE'], devices, ncclVersion);
     let id: Uint8Array | undefined;

@@ -3,7 +3,7 @@
  * package). Each rank is a worker thread with its own GPUDevice; collectives go through host shared
  * memory. See the package README for what runs where.
  */
-import { abortHostCollective, BACKEND_INTERFACE_VERSION, createHostCollectiveInit, TpError, type Backend, type BackendProbe, type HostCollectiveInit, type RankInit } from '@tp/core';
+import { abortHostCollective, BACKEND_INTERFACE_VERSION, createHostCollectiveInit, TpError, type Backend, type BackendDevice, type BackendProbe, type HostCollectiveInit, type RankInit } from '@tp/core';
 import os from 'node:os';
 import { adapterName, openDevice, type AdapterSummary } from './device.js';
 import { describeAdapter, flagsFor, gpuFor, listAdapters, type ListedAdapter } from './node/adapters.js';
@@ -52,6 +52,25 @@ async function adapterFor(rank: number, options: Record<string, unknown>): Promi
   return adapters.length > 1 ? adapters[rank % adapters.length] : undefined;
 }
 
+/** One adapter as `tp devices` shows it: its name and the facts a user picks devices by. */
+function probedDevice(d: WebGpuDevice): BackendDevice {
+  const a = d.adapter;
+  if (a === undefined) return { name: d.name, details: { 'Dawn backend': d.backend }, unusable: 'Dawn lists it but could not open it' };
+  const details: Record<string, string | number | boolean | readonly string[]> = {
+    vendor: a.vendor,
+    architecture: a.architecture,
+    'Dawn backend': d.backend,
+    software: a.fallback,
+    features: a.features,
+    maxBufferSize: a.limits.maxBufferSize,
+    maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: a.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: a.limits.maxComputeInvocationsPerWorkgroup,
+  };
+  if (a.subgroupMinSize !== undefined) details['subgroup sizes'] = `${a.subgroupMinSize}–${a.subgroupMaxSize ?? a.subgroupMinSize}`;
+  return { name: adapterName(a), details };
+}
+
 export const backend: Backend = {
   interfaceVersion: BACKEND_INTERFACE_VERSION,
   name: 'webgpu',
@@ -66,7 +85,8 @@ export const backend: Backend = {
       if (usable.length === 0) {
         return { available: false, reason: 'WebGPU sees no adapter: install a GPU driver with Vulkan (Linux), or Mesa lavapipe for a software one (bash tools/setup.sh as root on Debian)', devices: [] };
       }
-      return { available: true, devices: usable.map((d) => ({ name: adapterName(d.adapter!) })) };
+      // Every adapter in Dawn's order, so the numbers match backendOptions.devices.
+      return { available: true, devices: devices.map(probedDevice) };
     } catch (error) {
       return { available: false, reason: `WebGPU (Dawn) failed to start: ${(error as Error)?.message ?? String(error)}`, devices: [] };
     }

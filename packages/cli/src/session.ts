@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { backend as cpuBackend } from '@tp/backend-cpu';
 import { ArgumentError, initInference, PolicyError, resolveBackend, type Backend, type InferenceSession } from '@tp/core';
-import type { DtypeChoice, KvDtypeChoice } from './commands/args.js';
+import { parseDeviceList, type DtypeChoice, type KvDtypeChoice } from './commands/args.js';
 import { UsageError, type CliIo } from './io.js';
 import { LoadProgressView, progressMode } from './progress.js';
 
@@ -16,12 +16,15 @@ export const SESSION_OPTIONS = {
   tp: { type: 'string' },
   backend: { type: 'string' },
   policy: { type: 'string' },
+  devices: { type: 'string' },
   'vocab-parallel': { type: 'boolean' },
 } as const;
 
 export const SESSION_HELP = `  --tp N              number of tensor-parallel ranks (default 1)
   --backend NAME      cpu (default), webgpu or cuda (those two when their package is installed
                       and this machine can run them; not published yet)
+  --devices LIST      webgpu/cuda: the device of each rank, numbered as "tp devices" lists them,
+                      e.g. 0,1 (ranks may share one: 0,0); default: rank r on device r mod count
   --policy FILE       a DeepSpeed injection policy or Hugging Face tp_plan (JSON) overriding the
                       automatic plan (see "tp plan --help")
   --vocab-parallel    split the embedding and LM head by vocabulary instead of by hidden`;
@@ -58,6 +61,7 @@ export interface SessionFlags {
   tp?: string | undefined;
   backend?: string | undefined;
   policy?: string | undefined;
+  devices?: string | undefined;
   'vocab-parallel'?: boolean | undefined;
 }
 
@@ -76,6 +80,7 @@ export interface OpenedSession {
 /** Start a session, showing per-rank loading progress on stderr unless `quiet`. */
 export async function openSession(dir: string, tpSize: number, flags: SessionFlags, io: CliIo, quiet: boolean, dtypes: SessionDtypes = {}): Promise<OpenedSession> {
   const backend = await selectBackend(flags.backend);
+  const devices = devicesFor(flags, backend, tpSize);
   const policy = await readPolicy(flags.policy);
   const view = new LoadProgressView(io, progressMode(io, quiet), tpSize);
   const started = performance.now();
@@ -87,12 +92,22 @@ export async function openSession(dir: string, tpSize: number, flags: SessionFla
       ...(policy !== undefined ? { policy } : {}),
       ...(dtypes.dtype !== undefined ? { dtype: dtypes.dtype } : {}),
       ...(dtypes.kvDtype !== undefined ? { kvDtype: dtypes.kvDtype } : {}),
+      ...(devices !== undefined ? { backendOptions: { devices } } : {}),
       onProgress: view.update,
     });
     return { session, loadMs: performance.now() - started };
   } finally {
     view.finish();
   }
+}
+
+/** `--devices 0,1` → one device number per rank, checked against the tp size; the CPU has no devices to choose. */
+function devicesFor(flags: SessionFlags, backend: Backend, tpSize: number): number[] | undefined {
+  if (flags.devices === undefined) return undefined;
+  const devices = parseDeviceList(flags.devices, '--devices');
+  if (backend.name === 'cpu') throw new UsageError('--devices places ranks on GPUs (--backend webgpu or cuda); the cpu backend runs every rank on this machine\'s cores');
+  if (devices.length !== tpSize) throw new UsageError(`--devices lists ${devices.length} device${devices.length === 1 ? '' : 's'} for ${tpSize} rank${tpSize === 1 ? '' : 's'} (--tp ${tpSize}): give one per rank, e.g. --devices ${Array.from({ length: tpSize }, (_, r) => r).join(',')}`);
+  return devices;
 }
 
 /** Token ids the model cannot take fail here, before anything is printed or written. */

@@ -72,6 +72,15 @@ export function parseTokenList(text: string, flag: string): number[] {
   });
 }
 
+/** "0,0,1" → [0, 0, 1]: device numbers (`tp devices`), one per rank; repeats allowed (ranks may share a device). */
+export function parseDeviceList(text: string, flag: string): number[] {
+  return text.split(',').map((p) => {
+    const part = p.trim();
+    if (!/^\d+$/.test(part) || !Number.isSafeInteger(Number(part))) throw new UsageError(`${flag} takes device numbers separated by commas, one per rank (e.g. 0,1 — see tp devices); "${part}" is not one`);
+    return Number(part);
+  });
+}
+
 /** "1,2,4" → [1, 2, 4]: positive integers, no repeats, in the order given. */
 export function parsePositiveIntList(text: string, flag: string): number[] {
   const values = text.split(',').map((p) => parsePositiveInt(p.trim(), flag));

@@ -32,7 +32,7 @@ import { BENCH_FORMAT_VERSION, describeBenchCells, machineInfo, renderBenchRepor
 import { UsageError, type CliIo } from '../io.js';
 import { checkWritable, writeFileAtomic } from '../output.js';
 import { openSession, SESSION_OPTIONS } from '../session.js';
-import { DTYPE_HELP, DTYPE_OPTIONS, parseCommandLine, parseDtypeFlags, parseNonNegativeInt, parseNumber, parsePositiveInt, parsePositiveIntList } from './args.js';
+import { DTYPE_HELP, DTYPE_OPTIONS, parseCommandLine, parseDeviceList, parseDtypeFlags, parseNonNegativeInt, parseNumber, parsePositiveInt, parsePositiveIntList } from './args.js';
 
 export const benchHelp = `Usage: tp bench <model-dir> [--tp 1,2,4] [--batch 1,4,16|max] [--prompt N] [--new N] [--runs N]
                 [--dtype auto|f32|f16|bf16] [--memory-budget 8GiB] [--json] [--chart out.svg] [options]
@@ -112,7 +112,9 @@ Options:
                       and memory per rank vs tp
   --quiet             no progress on stderr
 ${DTYPE_HELP}
-  --backend NAME      cpu (default); webgpu and cuda are not available yet
+  --backend NAME      cpu (default), webgpu or cuda (when installed and this machine can run it)
+  --devices LIST      webgpu/cuda: the device of each rank (see tp devices), e.g. 0,1; with several
+                      --tp sizes, give the largest one's list: each tp uses its first tp entries
   --policy FILE       a policy overriding the automatic plan (see "tp plan --help")
   --vocab-parallel    split the embedding and LM head by vocabulary
   -h, --help          show this help
@@ -160,6 +162,10 @@ export async function benchCommand(argv: string[], io: CliIo): Promise<number> {
   if (values['memory-budget'] !== undefined && budgetFlag === undefined) throw new UsageError(`--memory-budget must be a size such as 8GiB or 512MiB, got "${values['memory-budget']}"`);
   const givenBandwidth = values['read-bandwidth'] === undefined ? undefined : parseNumber(values['read-bandwidth'], '--read-bandwidth', { min: 0, exclusiveMin: true });
   const dtypes = parseDtypeFlags(values);
+  const deviceList = values.devices === undefined ? undefined : parseDeviceList(values.devices, '--devices');
+  if (deviceList !== undefined && deviceList.length < Math.max(...tpSizes)) {
+    throw new UsageError(`--devices lists ${deviceList.length} device${deviceList.length === 1 ? '' : 's'}, but --tp ${Math.max(...tpSizes)} needs one per rank`);
+  }
   const json = values.json ?? false;
   if (values.chart !== undefined) await checkWritable(values.chart);
   const say = (text: string) => {
@@ -179,7 +185,7 @@ export async function benchCommand(argv: string[], io: CliIo): Promise<number> {
   const all: BenchCell[] = [];
   for (const tp of tpSizes) {
     say(`tp ${tp}: loading ${dir}`);
-    const { session, loadMs } = await openSession(dir, tp, { ...values, tp: String(tp) }, io, json || values.quiet === true, dtypes);
+    const { session, loadMs } = await openSession(dir, tp, { ...values, tp: String(tp), devices: deviceList?.slice(0, tp).join(',') }, io, json || values.quiet === true, dtypes);
     try {
       const backendLimit = await session.backend.rankMemoryLimit({});
       const budget = budgetFlag ?? backendLimit ?? null;

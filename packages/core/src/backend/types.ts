@@ -52,7 +52,24 @@ export interface BackendProbe {
   available: boolean;
   /** Why not, and what to do, when unavailable. */
   reason?: string;
-  devices: Array<{ name: string; memoryBytes?: number }>;
+  /**
+   * The devices a rank can be given, in the order `backendOptions.devices` numbers them (rank r takes
+   * `devices[r]`, or device r mod count without that option).
+   */
+  devices: BackendDevice[];
+}
+
+export interface BackendDevice {
+  name: string;
+  memoryBytes?: number;
+  /**
+   * What a user choosing devices wants to know, as label → value, printed by `tp devices` in this
+   * order (WebGPU: vendor, architecture, software or not, features, key limits; CUDA: compute
+   * capability). A device that cannot be used says why under `unusable`.
+   */
+  details?: Readonly<Record<string, string | number | boolean | readonly string[]>>;
+  /** Set when this device is listed but cannot run a rank, with the reason. */
+  unusable?: string;
 }
 
 /**
@@ -89,8 +106,12 @@ export interface Backend {
    * coordinator refuses a plan whose share does not fit before any rank loads.
    */
   rankMemoryLimit(options: Record<string, unknown>): Promise<number | undefined>;
-  /** Called once by the coordinator, on the main thread. */
-  createCommunicator(world: number, options: { timeoutMs: number }): CommunicatorInit;
+  /**
+   * Called once by the coordinator, on the main thread. `backendOptions` are the session's (`initInference({ backendOptions })`, the CLI's `--devices`):
+   * a backend that places ranks on devices here (CUDA: which GPU each rank's NCCL rank uses) reads
+   * `devices` from them.
+   */
+  createCommunicator(world: number, options: { timeoutMs: number; backendOptions?: Readonly<Record<string, unknown>> }): CommunicatorInit;
   /** Wake every rank blocked in a collective because `rank` failed (called from the failing rank). */
   abortCommunicator(init: CommunicatorInit, rank: number): void;
   /** Create this worker's rank. Called once per worker, inside the worker. */

@@ -172,7 +172,7 @@ export class InferenceSession {
     });
     await checkRankMemory(backend, plan, options.backendOptions ?? {});
     const tokenizer = await loadTokenizer(ckpt.dir);
-    const communicator = backend.createCommunicator(tpSize, { timeoutMs: options.collectiveTimeoutMs ?? 60_000 });
+    const communicator = backend.createCommunicator(tpSize, { timeoutMs: options.collectiveTimeoutMs ?? 60_000, backendOptions: options.backendOptions ?? {} });
     const started = Date.now();
     const url = workerUrl();
     const workers: Worker[] = [];
