@@ -16,7 +16,7 @@ async function engineFor(dir: string): Promise<{ engine: Engine; dispose: () => 
   const graph = analyzeModel(ckpt);
   const plan = planTensorParallel(graph, { tpSize: 1, vocabParallel: false, computeDtype: 'F32', supportedStorage: sourceBackend.storageDtypes, supportedKv: sourceBackend.kvDtypes });
   const rank = await sourceBackend.createRank({ rank: 0, world: 1, communicator: sourceBackend.createCommunicator(1, { timeoutMs: 5000 }), options: {} });
-  const shard = loadShard(ckpt, graph, plan, rank, () => {});
+  const shard = loadShard(ckpt, plan, rank, () => {});
   const config = createConfigReader(ckpt.config);
   ckpt.close();
   const engine = graph.kind === 'seq2seq' ? new Seq2SeqEngine(rank, graph, plan, shard, graph.descriptor.seq2seq!(config)) : new DecoderEngine(rank, graph, plan, shard, graph.descriptor.decoder!(config));

@@ -6,6 +6,7 @@
  */
 import type { LayoutKind } from '../graph/index.js';
 import { InternalError, PlanError } from '../errors/index.js';
+import type { QkvRowOrder } from './types.js';
 import { headsToFeatures, mergeRanges, offsetRange, type HeadAssignment, type HeadShare, type Range } from './split.js';
 
 export interface FusedContext {
@@ -155,4 +156,17 @@ export function canonicalQkvOrder(kind: LayoutKind, qHeads: number, kvHeads: num
     default:
       throw new InternalError(`layout ${kind} is not a fused q/k/v layout`);
   }
+}
+
+/**
+ * The row order of one rank's fused q/k/v slice (`RankSlice.rowOrder`): its local query and kv heads
+ * (all of them when the tensor is replicated, e.g. kept whole for a cross-head norm), the rows per
+ * head, and CodeGen's local block count.
+ */
+export function qkvRowOrder(kind: LayoutKind, localRows: number, share: { q: readonly [number, number]; kv: readonly [number, number] } | undefined, all: { heads: number; kvHeads: number }, tp: number): QkvRowOrder {
+  const qHeads = share === undefined ? all.heads : share.q[1] - share.q[0];
+  const kvHeads = share === undefined ? all.kvHeads : share.kv[1] - share.kv[0];
+  const headWidth = fusedHeadWidth(kind, localRows, qHeads, kvHeads);
+  const codegenBlocks = kind === 'qkv-codegen' ? (share === undefined ? 4 : codegenLocalBlocks(all.heads, tp)) : 1;
+  return { layout: kind, qHeads, kvHeads, headWidth, codegenBlocks };
 }

@@ -7,7 +7,7 @@ import type { StorageDtype } from '../backend/index.js';
 import { bytesPerElement } from '../checkpoint/index.js';
 import { ArgumentError, InternalError, PlanError, ShapeError } from '../errors/index.js';
 import { featureAxis, genericName, isAttentionRole, type ModelGraph, type Role, type WeightNode } from '../graph/index.js';
-import { codegenLocalBlocks, codegenProblem, fusedHeadWidth, fusedQkvRanges, gateUpRanges, yuanProblem, yuanValueHeads } from './layouts.js';
+import { codegenLocalBlocks, codegenProblem, fusedHeadWidth, fusedQkvRanges, gateUpRanges, qkvRowOrder, yuanProblem, yuanValueHeads } from './layouts.js';
 import { applyPolicy, parsePolicy, type Policy, type PolicyDecision, type SplitKind } from './policy.js';
 import { assignHeads, headSplitProblem, headsToFeatures, mergeRanges, rangeLength, splitWidth, type HeadAssignment, type Range } from './split.js';
 import { checkPairs, checkRanges, checkSplits, type PairSide } from './validate.js';
@@ -141,6 +141,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
       rule: w.rule,
       decidedBy: d.decidedBy,
       ...(w.layout ? { layout: w.layout } : {}),
+      ...(w.transposed ? { transposed: true as const } : {}),
       after: collectiveAfter(w, d.split),
       read,
       ...(w.note ? { note: w.note } : d.sliceAfterNorm ? { note: 'computed whole, sliced by head after the cross-head norm' } : {}),
@@ -150,6 +151,7 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
   checkRanges(tensors);
 
   const attention = attentionPlans(graph, decisions, headsOf);
+  addQkvRowOrders(graph, tensors, attention, tp);
   const lmHead = lmHeadPlan(graph, tensors, vocabParallel, tp, grain);
   const rankSummaries = summarizeRanks(graph, tensors, tp, kvDtype, headsOf, decisions);
   const unshardedKv = kvCachedModules(graph).reduce((n, m) => n + graph.geometry.attention[m.attention]!.kvHeads * m.widthPerKvHead * storageBytes(kvDtype), 0);
@@ -190,6 +192,31 @@ export function planTensorParallel(graph: ModelGraph, options: PlanOptions): TPP
     warnings,
     notes: [...graph.notes, ...(codegenNote(graph, tp) ?? [])],
   };
+}
+
+/**
+ * Fused q/k/v weights: each rank's row permutation to [Q; K; V] (`RankSlice.rowOrder`), from the heads
+ * its slice holds — computed here so the loader applies it without re-deriving head counts.
+ */
+function addQkvRowOrders(graph: ModelGraph, tensors: TensorPlan[], attention: readonly AttentionPlan[], tp: number): void {
+  const byName = new Map(graph.weights.map((w) => [w.name, w]));
+  tensors.forEach((t, i) => {
+    const w = byName.get(t.name)!;
+    if (w.role !== 'attn.qkv' || w.layout === undefined || !t.read) return;
+    const group = w.attention ?? 'self';
+    const plan = attention.find((a) => a.group === group);
+    const geometry = graph.geometry.attention[group]!;
+    const all = plan ?? { heads: geometry.heads, kvHeads: geometry.kvHeads };
+    tensors[i] = {
+      ...t,
+      ranks: t.ranks.map((slice, r) => {
+        const share = plan === undefined || t.split === 'replicate' ? undefined : plan.ranks[r]!;
+        // The fused rows: dim 0 of the loaded tensor (a Conv1D matrix is transposed first; a bias is 1-D).
+        const rows = slice.shape.length === 2 && w.transposed ? slice.shape[1]! : slice.shape[0]!;
+        return { ...slice, rowOrder: qkvRowOrder(w.layout!, rows, share, all, tp) };
+      }),
+    };
+  });
 }
 
 const word = (split: SplitKind) => (split === 'vocab' ? 'split by vocabulary' : split === 'row' ? 'split by hidden' : split);

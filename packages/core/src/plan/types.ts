@@ -32,6 +32,24 @@ export interface RankSlice {
   readonly shape: number[];
   /** Bytes the rank reads for this tensor (0 when `read` is false). */
   readonly bytes: number;
+  /**
+   * A fused q/k/v weight: how the loader turns the rank's rows (native layout, as `ranges` assemble
+   * them, after any transposition) into [Q; K; V] with heads in order — `canonicalQkvOrder(layout,
+   * qHeads, kvHeads, headWidth, codegenBlocks)` — so every engine splits every fused layout the same way.
+   */
+  readonly rowOrder?: QkvRowOrder;
+}
+
+/** The parameters of a rank's fused q/k/v row permutation (see `RankSlice.rowOrder`). */
+export interface QkvRowOrder {
+  readonly layout: LayoutKind;
+  /** Query and key/value heads in the rank's local tensor. */
+  readonly qHeads: number;
+  readonly kvHeads: number;
+  /** Rows per head. */
+  readonly headWidth: number;
+  /** CodeGen's mp_num blocks in the local tensor (4 whole, fewer when sliced); 1 otherwise. */
+  readonly codegenBlocks: number;
 }
 
 export interface TensorPlan {
@@ -54,6 +72,8 @@ export interface TensorPlan {
   /** Why it is split this way (`attention heads`, `policy (tp_plan) ...`). */
   readonly decidedBy: string;
   readonly layout?: LayoutKind;
+  /** Stored [in, out] (GPT-2's Conv1D): the loader transposes each rank's slice to [out, in]. */
+  readonly transposed?: true;
   /** The collective that follows the op using this weight. */
   readonly after: 'all-reduce' | 'all-gather' | null;
   /** False for stored buffers the engine recomputes (never read from disk). */

@@ -1,15 +1,15 @@
 /**
  * Loading one rank's shard: for every tensor the plan lists, read exactly that rank's ranges from disk
  * as raw bytes and upload them in the storage dtype the plan chose. Format quirks are byte
- * permutations applied here, once, on the host, whatever the element width: GPT-2's Conv1D weights are
- * transposed to [out, in], fused q/k/v rows are reordered into [Q; K; V], and a tied LM head takes its
- * hidden slice of the embedding. Nothing is widened to f32 on the way.
+ * permutations the plan prescribes, applied here, once, on the host, whatever the element width:
+ * GPT-2's Conv1D weights are transposed to [out, in] (`TensorPlan.transposed`), fused q/k/v rows are
+ * reordered into [Q; K; V] (`RankSlice.rowOrder`), and a tied LM head takes its hidden slice of the
+ * embedding (`plan.lmHead`). Nothing is derived from head counts here, and nothing is widened to f32.
  */
 import { bytesToF32, readSliceBytes, type Checkpoint, type Dtype } from '../checkpoint/index.js';
 import type { DeviceTensor, HostTensor, Rank, StorageDtype } from '../backend/index.js';
 import { TpError } from '../errors/index.js';
-import type { ModelGraph, WeightNode } from '../graph/index.js';
-import { canonicalQkvOrder, codegenLocalBlocks, fusedHeadWidth, type TPPlan, type TensorPlan } from '../plan/index.js';
+import { canonicalQkvOrder, type TPPlan, type TensorPlan } from '../plan/index.js';
 
 export interface LoadedShard {
   readonly tensors: Map<string, DeviceTensor>;
@@ -30,24 +30,22 @@ const HOST_DTYPE: Partial<Record<Dtype, StorageDtype>> = { F32: 'f32', F16: 'f16
 
 export function loadShard(
   ckpt: Checkpoint,
-  graph: ModelGraph,
   plan: TPPlan,
   rank: Rank,
   onProgress?: (p: LoadProgress) => void,
 ): LoadedShard {
-  const nodes = new Map(graph.weights.map((w) => [w.name, w]));
   const tensors = new Map<string, DeviceTensor>();
   const before = ckpt.bytesRead;
   const bytesTotal = plan.ranks[rank.rank]!.bytesToRead;
   let tiedLmHead: DeviceTensor | undefined;
   for (const t of plan.tensors) {
     if (!t.read) continue;
-    const node = nodes.get(t.name)!;
     const slice = t.ranks[rank.rank]!;
     const raw = readSliceBytes(ckpt, t.name, { dim: t.dim, ranges: slice.ranges });
     let host = hostOf(raw.bytes, raw.shape.length === 0 ? [1] : raw.shape, t);
-    if (node.transposed && host.shape.length === 2) host = transpose(host);
-    if (node.layout !== undefined && node.role === 'attn.qkv') host = reorderRows(host, qkvOrder(node, t, plan, rank.rank, host.shape[0]!));
+    if (t.transposed && host.shape.length === 2) host = transpose(host);
+    const order = slice.rowOrder;
+    if (order !== undefined) host = reorderRows(host, canonicalQkvOrder(order.layout, order.qHeads, order.kvHeads, order.headWidth, order.codegenBlocks));
     const as = t.storage ?? 'f32';
     tensors.set(t.name, upload(rank, host, as, t.name));
     if (plan.lmHead?.tied && plan.lmHead.split === 'row' && plan.lmHead.weight === t.name && t.split === 'replicate') {
@@ -79,23 +77,6 @@ function upload(rank: Rank, host: HostTensor, as: StorageDtype, name: string): D
     }
     throw cause;
   }
-}
-
-function qkvOrder(node: WeightNode, t: TensorPlan, plan: TPPlan, rank: number, localRows: number): Int32Array {
-  const a = plan.attention.find((x) => x.group === (node.attention ?? 'self'));
-  if (a === undefined) {
-    // Replicated (e.g. kept whole for a cross-head norm): the whole tensor in its native layout.
-    const g = plan.geometry.attention[node.attention ?? 'self']!;
-    const hd = fusedHeadWidth(node.layout!, localRows, g.heads, g.kvHeads);
-    return canonicalQkvOrder(node.layout!, g.heads, g.kvHeads, hd, 4);
-  }
-  const share = a.ranks[rank]!;
-  const sliced = t.split !== 'replicate';
-  const q = sliced ? share.q[1] - share.q[0] : a.heads;
-  const kv = sliced ? share.kv[1] - share.kv[0] : a.kvHeads;
-  const hd = node.layout === 'qkv-codegen' ? localRows / (3 * q) : localRows / (q + 2 * kv);
-  const blocks = node.layout === 'qkv-codegen' ? (sliced ? codegenLocalBlocks(a.heads, plan.tpSize) : 4) : 1;
-  return canonicalQkvOrder(node.layout!, q, kv, hd, blocks);
 }
 
 const elementBytes = (h: HostTensor) => (h.dtype === 'f32' || h.dtype === 'i32' ? 4 : 2);

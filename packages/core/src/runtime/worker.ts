@@ -76,7 +76,7 @@ async function start(): Promise<Engine> {
   refuseGap(graph);
   device = await backend.createRank({ rank: data.rank, world: data.world, communicator: data.communicator, options: data.backendOptions });
   let lastReport = 0;
-  const shard = loadShard(ckpt, graph, data.plan, device, (p) => {
+  const shard = loadShard(ckpt, data.plan, device, (p) => {
     const now = Date.now();
     if (now - lastReport > 100 || p.bytesRead === p.bytesTotal) {
       lastReport = now;
