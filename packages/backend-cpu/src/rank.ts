@@ -22,6 +22,7 @@ import {
   type Routing,
   type StorageDtype,
 } from '@tp/core';
+import { attentionInputs } from './attention-inputs.js';
 import { CpuCollective } from './collective.js';
 import { convertHost, widenRow } from './convert.js';
 import { Heap } from './heap.js';
@@ -490,32 +491,40 @@ export class CpuRank implements Rank {
     if (kvHeads !== c.kvHeads || headDim !== c.headDim || valueDim !== c.valueDim) fail('attention', 'the spec does not match the cache it reads');
     if (q.shape[0] !== batch * rows || (q as CpuTensor).cols !== heads * headDim) fail('attention', `queries [${q.shape.join(', ')}] are not [${batch * rows}, ${heads * headDim}]`);
     if ((k === undefined) !== (v === undefined)) fail('attention', 'keys and values come together');
-    if (k !== undefined) this.write(c, k, v!, batch, rows, start);
     const keys = step.keyMask.shape[1]!;
+    if (spec.alibi !== undefined && step.keyPositions === undefined) fail('attention', 'ALiBi needs key positions');
+    const extra = attentionInputs(step, spec, keys); // before the append: bad input leaves the cache as it was
+    if (k !== undefined) this.write(c, k, v!, batch, rows, start);
     if (step.keyMask.shape[0] !== batch || keys > c.length) fail('attention', `the key mask [${step.keyMask.shape.join(', ')}] does not fit ${batch} sequences of ${c.length} cached keys`);
     // Allocate before taking views: growing the heap detaches them.
     const out = this.tensor([batch * rows, heads * valueDim]);
     const scores = this.heap.alloc(heads * keys * 4);
     const mask = (step.keyMask as CpuTensor).ints();
     const positions = step.keyPositions ? (step.keyPositions as CpuTensor).ints() : undefined;
-    const bias = step.bias ? (step.bias as CpuTensor).data() : undefined;
-    if (bias !== undefined && bias.length !== heads * rows * keys) fail('attention', `the bias [${step.bias!.shape.join(', ')}] is not [${heads}, ${rows}, ${keys}]`);
-    if (spec.alibi !== undefined && positions === undefined) fail('attention', 'ALiBi needs key positions');
+    const bias = extra.bias?.tensor.data();
     const scoreSpec: js.ScoreSpec = { ...spec, alibi: spec.alibi ? (spec.alibi as CpuTensor).data() : undefined };
-    // Per query row: q·k for every visible slot (WebAssembly), the mask and softmax (TypeScript), then
-    // the weighted sum of values (WebAssembly).
+    // Per query row: q·k for every visible slot (WebAssembly), the relative terms when asked
+    // (WebAssembly), the mask and softmax or expectation weights (TypeScript), then the weighted sum
+    // of values (WebAssembly) and of relative values.
     const group = heads / kvHeads;
     const kw = kvHeads * headDim;
     const vw = kvHeads * valueDim;
     const qt = q as CpuTensor;
+    const rel = extra.relative;
+    const bits = extra.expectationBits;
+    const biasPerSequence = extra.bias?.perSequence ? heads * rows * keys : 0;
+    const qNorms = bits === undefined ? undefined : new Float64Array(heads);
+    const kNorms = bits === undefined ? undefined : new Float64Array(kvHeads * keys);
     for (let b = 0; b < batch; b++) {
       const query: js.QueryKeys = {
         mask: mask.subarray(b * keys, (b + 1) * keys),
         positions: positions?.subarray(b * keys, (b + 1) * keys),
-        bias,
+        bias: biasPerSequence === 0 ? bias : bias!.subarray(b * biasPerSequence, (b + 1) * biasPerSequence),
         biasRow: 0,
         biasRows: rows,
       };
+      const kSequence = c.k!.offset + b * c.capacity * kw * 4;
+      if (kNorms !== undefined) for (let h = 0; h < kvHeads; h++) js.norms(c.k!.data(), b * c.capacity * kw + h * headDim, kw, headDim, keys, kNorms, h * keys);
       for (let t = 0; t < rows; t++) {
         const row = b * rows + t;
         const n = spec.mask === 'causal' ? Math.min(start + t + 1, keys) : keys;
@@ -524,9 +533,21 @@ export class CpuRank implements Rank {
           out.data().fill(0, row * heads * valueDim, (row + 1) * heads * valueDim);
           continue;
         }
-        this.wasm.attn_scores(qt.offset + row * heads * headDim * 4, c.k!.offset + b * c.capacity * kw * 4, scores, heads, group, headDim, n, kw * 4);
-        js.softmaxScores(this.heap.floats(scores, heads * n), heads, n, start + t, query, scoreSpec);
-        this.wasm.attn_mix(scores, c.v!.offset + b * c.capacity * vw * 4, out.offset + row * heads * valueDim * 4, heads, group, valueDim, n, vw * 4);
+        const qRow = qt.offset + row * heads * headDim * 4;
+        this.wasm.attn_scores(qRow, kSequence, scores, heads, group, headDim, n, kw * 4);
+        const index = rel === undefined ? 0 : rel.index + t * keys * 4;
+        if (rel?.keys) this.wasm.attn_rel_scores(qRow, 1, 0, rel.keys.at, index, rel.keys.rowBytes, rel.keys.headBytes, scores, heads, headDim, n);
+        if (rel?.queries) this.wasm.attn_rel_scores(kSequence, group, kw * 4, rel.queries.at, index, rel.queries.rowBytes, rel.queries.headBytes, scores, heads, headDim, n);
+        const weights = this.heap.floats(scores, heads * n);
+        if (bits === undefined) js.softmaxScores(weights, heads, n, start + t, query, scoreSpec);
+        else {
+          js.norms(qt.data(), row * heads * headDim, headDim, headDim, heads, qNorms!);
+          js.expectationScores(weights, heads, group, n, start + t, query, scoreSpec, qNorms!, kNorms!, bits);
+        }
+        const outRow = out.offset + row * heads * valueDim * 4;
+        this.wasm.attn_mix(scores, c.v!.offset + b * c.capacity * vw * 4, outRow, heads, group, valueDim, n, vw * 4);
+        if (rel?.values) this.wasm.attn_rel_mix(scores, rel.values.at, index, rel.values.rowBytes, rel.values.headBytes, outRow, heads, valueDim, n);
+        if (bits !== undefined) js.normalizeGroups(this.heap.floats(outRow, heads * valueDim), valueDim);
       }
     }
     return out;

@@ -82,5 +82,65 @@ describe('heap', () => {
   });
 });
 
+describe('wasm relative-position kernels agree with the reference', () => {
+  const heap = new Heap();
+  const kernels = instantiateKernels(heap.memory);
+  const put = (values: Float32Array | Int32Array) => {
+    const at = heap.alloc(values.length * 4);
+    if (values instanceof Int32Array) heap.ints(at, values.length).set(values);
+    else heap.floats(at, values.length).set(values);
+    return at;
+  };
+  const close = (got: Float32Array, expected: Float32Array) => {
+    expect(got.length).toBe(expected.length);
+    for (let i = 0; i < expected.length; i++) expect(Math.abs(got[i]! - expected[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(expected[i]!)));
+  };
+  // heads 4 over kv heads 2; widths not multiples of 4; n keys; a table of 9 positions
+  const heads = 4;
+  const group = 2;
+  const n = 6;
+  const positions = 9;
+  for (const width of [1, 5, 8]) {
+    for (const shared of [false, true]) {
+      const label = `width ${width}, ${shared ? 'one table every head shares' : 'one slice per head'}`;
+      const r = random(width * 10 + (shared ? 1 : 0));
+      const rowWidth = shared ? width : heads * width;
+      const table: js.RelativeTable = { data: Float32Array.from({ length: positions * rowWidth }, r), rowWidth, headWidth: shared ? 0 : width };
+      const index = Int32Array.from({ length: n }, (_, j) => (j * 5 + 3) % positions);
+
+      it(`attn_rel_scores, the keys term (one query per head): ${label}`, () => {
+        const q = Float32Array.from({ length: heads * width }, r);
+        const scores = Float32Array.from({ length: heads * n }, r);
+        const expected = scores.slice();
+        js.relativeScores(expected, heads, n, width, q, 0, 1, 0, table, index);
+        const at = put(scores);
+        kernels.attn_rel_scores(put(q), 1, 0, put(table.data), put(index), rowWidth * 4, table.headWidth * 4, at, heads, width, n);
+        close(heap.floats(at, heads * n), expected);
+      });
+
+      it(`attn_rel_scores, the queries term (cached keys, rows of 3 kv heads' width apart, GQA group 2): ${label}`, () => {
+        const stride = 3 * width;
+        const k = Float32Array.from({ length: n * stride }, r);
+        const scores = Float32Array.from({ length: heads * n }, r);
+        const expected = scores.slice();
+        js.relativeScores(expected, heads, n, width, k, 0, group, stride, table, index);
+        const at = put(scores);
+        kernels.attn_rel_scores(put(k), group, stride * 4, put(table.data), put(index), rowWidth * 4, table.headWidth * 4, at, heads, width, n);
+        close(heap.floats(at, heads * n), expected);
+      });
+
+      it(`attn_rel_mix adds the weighted table rows to the output (zero weights skipped): ${label}`, () => {
+        const p = Float32Array.from({ length: heads * n }, (_, i) => (i % 3 === 0 ? 0 : r()));
+        const out = Float32Array.from({ length: heads * width }, r);
+        const expected = out.slice();
+        js.relativeMix(p, heads, n, width, table, index, expected);
+        const at = put(out);
+        kernels.attn_rel_mix(put(p), put(table.data), put(index), rowWidth * 4, table.headWidth * 4, at, heads, width, n);
+        close(heap.floats(at, heads * width), expected);
+      });
+    }
+  }
+});
+
 // Attention, and every other kernel against an independent reference, is checked by the backend
 // conformance suite (conformance.test.ts, from @tp/core/testing).

@@ -1033,4 +1033,90 @@
             (br $jLoop)))
         (local.set $h (i32.add (local.get $h) (i32.const 1)))
         (br $hLoop))))
+
+  ;; ---- relative-position terms (Shaw et al. 2018; NEZHA, DeBERTa) -------------------------------
+  ;; Table rows are gathered through an i32 index of one row per key slot (checked by the caller).
+  ;; A table holds one slice per query head ($headBytes apart) or one slice every head shares
+  ;; ($headBytes = 0). Separate from attn_scores / attn_mix so attention without them costs nothing.
+
+  ;; y += w * x over $bytes bytes (a multiple of 4): four floats at a time, then the tail
+  (func $axpy (param $w f32) (param $x i32) (param $y i32) (param $bytes i32)
+    (local $i i32) (local $b4 i32) (local $wv v128)
+    (local.set $wv (f32x4.splat (local.get $w)))
+    (local.set $b4 (i32.and (local.get $bytes) (i32.const -16)))
+    (block $vDone
+      (loop $vLoop
+        (br_if $vDone (i32.ge_u (local.get $i) (local.get $b4)))
+        (v128.store (i32.add (local.get $y) (local.get $i))
+          (f32x4.add (v128.load (i32.add (local.get $y) (local.get $i)))
+            (f32x4.mul (local.get $wv) (v128.load (i32.add (local.get $x) (local.get $i))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $vLoop)))
+    (block $tDone
+      (loop $tLoop
+        (br_if $tDone (i32.ge_u (local.get $i) (local.get $bytes)))
+        (f32.store (i32.add (local.get $y) (local.get $i))
+          (f32.add (f32.load (i32.add (local.get $y) (local.get $i)))
+            (f32.mul (local.get $w) (f32.load (i32.add (local.get $x) (local.get $i))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $tLoop))))
+
+  ;; scores[h * n + j] += a_hj · table[index[j]]_h over hd floats, for the first n key slots.
+  ;; The keys term: a = the query row ($aGroup 1, $aStride 0: one vector per head). The queries term:
+  ;; a = the sequence's cached keys ($aGroup = heads / kvHeads, $aStride = one cache row in bytes).
+  (func (export "attn_rel_scores") (param $a i32) (param $aGroup i32) (param $aStride i32) (param $table i32)
+        (param $index i32) (param $rowBytes i32) (param $headBytes i32) (param $scores i32) (param $heads i32)
+        (param $hd i32) (param $n i32)
+    (local $h i32) (local $j i32) (local $ah i32) (local $th i32) (local $out i32)
+    (local.set $out (local.get $scores))
+    (block $hDone
+      (loop $hLoop
+        (br_if $hDone (i32.ge_u (local.get $h) (local.get $heads)))
+        (local.set $ah (i32.add (local.get $a) (i32.shl (i32.mul (i32.div_u (local.get $h) (local.get $aGroup)) (local.get $hd)) (i32.const 2))))
+        (local.set $th (i32.add (local.get $table) (i32.mul (local.get $h) (local.get $headBytes))))
+        (local.set $j (i32.const 0))
+        (block $jDone
+          (loop $jLoop
+            (br_if $jDone (i32.ge_u (local.get $j) (local.get $n)))
+            (f32.store (local.get $out)
+              (f32.add (f32.load (local.get $out))
+                (call $dot (local.get $ah)
+                  (i32.add (local.get $th)
+                    (i32.mul (i32.load (i32.add (local.get $index) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rowBytes)))
+                  (local.get $hd))))
+            (local.set $out (i32.add (local.get $out) (i32.const 4)))
+            (local.set $ah (i32.add (local.get $ah) (local.get $aStride)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $jLoop)))
+        (local.set $h (i32.add (local.get $h) (i32.const 1)))
+        (br $hLoop))))
+
+  ;; out_h += sum_j p[h * n + j] * table[index[j]]_h over vd floats (the values term; added to what
+  ;; attn_mix wrote; zero weights are skipped)
+  (func (export "attn_rel_mix") (param $p i32) (param $table i32) (param $index i32) (param $rowBytes i32)
+        (param $headBytes i32) (param $out i32) (param $heads i32) (param $vd i32) (param $n i32)
+    (local $h i32) (local $j i32) (local $vb i32) (local $oh i32) (local $th i32) (local $pj i32) (local $w f32)
+    (local.set $vb (i32.shl (local.get $vd) (i32.const 2)))
+    (local.set $pj (local.get $p))
+    (block $hDone
+      (loop $hLoop
+        (br_if $hDone (i32.ge_u (local.get $h) (local.get $heads)))
+        (local.set $oh (i32.add (local.get $out) (i32.mul (local.get $h) (local.get $vb))))
+        (local.set $th (i32.add (local.get $table) (i32.mul (local.get $h) (local.get $headBytes))))
+        (local.set $j (i32.const 0))
+        (block $jDone
+          (loop $jLoop
+            (br_if $jDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $w (f32.load (local.get $pj)))
+            (if (f32.ne (local.get $w) (f32.const 0))
+              (then
+                (call $axpy (local.get $w)
+                  (i32.add (local.get $th)
+                    (i32.mul (i32.load (i32.add (local.get $index) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rowBytes)))
+                  (local.get $oh) (local.get $vb))))
+            (local.set $pj (i32.add (local.get $pj) (i32.const 4)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $jLoop)))
+        (local.set $h (i32.add (local.get $h) (i32.const 1)))
+        (br $hLoop))))
 )

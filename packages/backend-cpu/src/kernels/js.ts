@@ -120,16 +120,20 @@ export interface QueryKeys {
   mask: Int32Array;
   /** i32 [keys] of this sequence (ALiBi), or undefined. */
   positions: Int32Array | undefined;
-  /** f32 [heads, rows, keys] additive bias and this query's row, or undefined. */
+  /** f32 [heads, rows, keys] additive bias of this sequence (a per-sequence bias: its slice) and this query's row, or undefined. */
   bias: Float32Array | undefined;
   biasRow: number;
   biasRows: number;
 }
 
+/** A bias entry at or below this masks its key as padding does (the interface's AttentionStep.bias). */
+export const MASKING_BIAS = -1e30;
+
 /**
- * Turn raw q·k scores of one query (per head, over keys 0..n-1) into softmax weights in place: scale,
- * ALiBi, soft cap, additive bias, then the padding and window mask (the causal limit is `n`). A query
- * with no visible key (a padding row) gets all-zero weights.
+ * Turn raw q·k scores of one query (per head, over keys 0..n-1; relative terms already added) into
+ * softmax weights in place: scale, ALiBi, soft cap, additive bias, then the padding and window mask
+ * (the causal limit is `n`). A bias entry ≤ MASKING_BIAS masks its key. A query with no visible key
+ * (a padding row) gets all-zero weights.
  */
 export function softmaxScores(scores: Float32Array, heads: number, n: number, qi: number, keys: QueryKeys, spec: ScoreSpec): void {
   const first = spec.window !== undefined && spec.mask === 'causal' ? Math.max(0, qi - spec.window + 1) : 0;
@@ -150,7 +154,14 @@ export function softmaxScores(scores: Float32Array, heads: number, n: number, qi
       else if (spec.alibiScaled) s = (dot + slope * keys.positions![j]!) * spec.scale;
       else s = dot * spec.scale + slope * keys.positions![j]!;
       if (spec.softcap !== undefined) s = spec.softcap * Math.tanh(s / spec.softcap);
-      if (keys.bias !== undefined) s += keys.bias[biasBase + j]!;
+      if (keys.bias !== undefined) {
+        const add = keys.bias[biasBase + j]!;
+        if (add <= MASKING_BIAS) {
+          scores[o + j] = -Infinity;
+          continue;
+        }
+        s += add;
+      }
       scores[o + j] = s;
       if (s > max) max = s;
     }
@@ -165,6 +176,88 @@ export function softmaxScores(scores: Float32Array, heads: number, n: number, qi
       total += e;
     }
     for (let j = 0; j < n; j++) scores[o + j] = scores[o + j]! / total;
+  }
+}
+
+/**
+ * YOSO's expectation weights of one query in place (transformers' YosoCumulation): the raw q·k scores
+ * become w = (1 − acos(q̂·k̂) / π)^bits for visible keys, 0 for the rest, with q̂·k̂ = q·k / (|q| |k|)
+ * and each norm at least 1e-12 (F.normalize's eps). qNorms [heads] are this query's, kNorms
+ * [kvHeads, keys] the sequence's key norms. The cosine is clamped to [-1, 1] so rounding cannot
+ * make acos NaN. Same masks as softmaxScores; bias, scale, ALiBi and soft cap do not apply.
+ */
+export function expectationScores(scores: Float32Array, heads: number, group: number, n: number, qi: number, keys: QueryKeys, spec: ScoreSpec, qNorms: Float64Array, kNorms: Float64Array, bits: number): void {
+  const first = spec.window !== undefined && spec.mask === 'causal' ? Math.max(0, qi - spec.window + 1) : 0;
+  const width = keys.mask.length;
+  for (let h = 0; h < heads; h++) {
+    const o = h * n;
+    const qn = Math.max(qNorms[h]!, 1e-12);
+    const ko = Math.floor(h / group) * width;
+    for (let j = 0; j < n; j++) {
+      if (j < first || keys.mask[j] === 0) {
+        scores[o + j] = 0;
+        continue;
+      }
+      const cos = Math.min(1, Math.max(-1, scores[o + j]! / (qn * Math.max(kNorms[ko + j]!, 1e-12))));
+      scores[o + j] = (1 - Math.acos(cos) / Math.PI) ** bits;
+    }
+  }
+}
+
+/** L2 norms of `count` vectors of `width` floats, `stride` floats apart from `at`, into out[0..count). */
+export function norms(x: Float32Array, at: number, stride: number, width: number, count: number, out: Float64Array, outAt = 0): void {
+  for (let i = 0; i < count; i++) {
+    let s = 0;
+    for (let d = 0; d < width; d++) s += x[at + i * stride + d]! ** 2;
+    out[outAt + i] = Math.sqrt(s);
+  }
+}
+
+/** Each `width`-wide group of x divided by max(its L2 norm, 1e-12), in place (transformers' F.normalize). */
+export function normalizeGroups(x: Float32Array, width: number): void {
+  for (let o = 0; o < x.length; o += width) {
+    let s = 0;
+    for (let d = 0; d < width; d++) s += x[o + d]! ** 2;
+    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
+    for (let d = 0; d < width; d++) x[o + d] = x[o + d]! * inv;
+  }
+}
+
+/**
+ * A relative-position table as the kernels read it: row r of head h starts at r·rowWidth +
+ * h·headWidth (headWidth 0: one slice every head shares).
+ */
+export interface RelativeTable {
+  data: Float32Array;
+  rowWidth: number;
+  headWidth: number;
+}
+
+/**
+ * scores[h·n + j] += a_{h,j} · table[index[j]]_h over `width` floats, where a_{h,j} starts at
+ * aAt + floor(h / aGroup)·width + j·aStride: the relative keys term (a = the query, aStride 0) or the
+ * queries term (a = the cached keys). The reference of the WebAssembly attn_rel_scores.
+ */
+export function relativeScores(scores: Float32Array, heads: number, n: number, width: number, a: Float32Array, aAt: number, aGroup: number, aStride: number, table: RelativeTable, index: Int32Array): void {
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < n; j++) {
+      const ao = aAt + Math.floor(h / aGroup) * width + j * aStride;
+      const to = index[j]! * table.rowWidth + h * table.headWidth;
+      let dot = 0;
+      for (let d = 0; d < width; d++) dot += a[ao + d]! * table.data[to + d]!;
+      scores[h * n + j] = scores[h * n + j]! + dot;
+    }
+  }
+}
+
+/** out_h += Σ_j p[h·n + j] · table[index[j]]_h over `width` floats: the reference of attn_rel_mix. */
+export function relativeMix(p: Float32Array, heads: number, n: number, width: number, table: RelativeTable, index: Int32Array, out: Float32Array): void {
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < n; j++) {
+      const w = p[h * n + j]!;
+      const to = index[j]! * table.rowWidth + h * table.headWidth;
+      for (let d = 0; d < width; d++) out[h * width + d] = out[h * width + d]! + w * table.data[to + d]!;
+    }
   }
 }
 

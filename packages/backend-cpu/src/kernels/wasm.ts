@@ -41,6 +41,15 @@ export interface WasmKernels {
   attn_scores(q: number, k: number, scores: number, heads: number, group: number, headDim: number, n: number, stride: number): void;
   /** out_h = Σ_j p[h·n + j] · v_j (out overwritten). */
   attn_mix(p: number, v: number, out: number, heads: number, group: number, valueDim: number, n: number, stride: number): void;
+  /**
+   * scores[h·n + j] += a_{h,j} · table row index[j] (head h's slice, `headBytes` apart; 0 for a table
+   * every head shares) over headDim floats. a_{h,j} sits at a + (h / aGroup)·headDim·4 + j·aStride:
+   * the query row (aGroup 1, aStride 0) for the relative keys term, the cached keys (aGroup = the GQA
+   * group, aStride = one cache row) for the queries term. `index` is i32 [n], already range-checked.
+   */
+  attn_rel_scores(a: number, aGroup: number, aStride: number, table: number, index: number, rowBytes: number, headBytes: number, scores: number, heads: number, headDim: number, n: number): void;
+  /** out_h += Σ_j p[h·n + j] · table row index[j] (head h's slice): the relative values term. */
+  attn_rel_mix(p: number, table: number, index: number, rowBytes: number, headBytes: number, out: number, heads: number, valueDim: number, n: number): void;
 }
 
 let compiled: WebAssembly.Module | undefined;

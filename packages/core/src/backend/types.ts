@@ -7,7 +7,13 @@
  * buffer (WebGPU) or launch them on a stream (CUDA). Only collectives, `download` and the end of a
  * step return promises, so nothing in the interface forces a host round trip per kernel.
  *
- * Version 2 (this file):
+ * Version 3 (this file) adds to version 2 what attention variants need: relative-position terms
+ * (`AttentionSpec.relative` with `AttentionStep.relativeIndex`: NEZHA, DeBERTa), a per-sequence
+ * additive bias (`AttentionStep.bias` [batch, heads, rows, keys]: Reformer's LSH buckets) and
+ * YOSO's expectation scoring (`AttentionSpec.scoring`). A backend of version 2 would ignore them
+ * and answer wrongly, so core refuses it.
+ *
+ * Version 2:
  * - Host data crosses the interface as raw bytes with their dtype (`HostTensor`), and `upload` stores
  *   weights in the storage dtype asked for (`f32 | f16 | bf16`); kernels widen to f32 internally.
  *   Activations and accumulation are always f32.
@@ -24,7 +30,7 @@
  *
  * Weights are stored [out, in] (as nn.Linear does); activations are row-major [rows, features].
  */
-export const BACKEND_INTERFACE_VERSION = 2 as const;
+export const BACKEND_INTERFACE_VERSION = 3 as const;
 
 /** Storage dtypes of weights (and of the KV cache). Compute is f32 whatever the storage. */
 export type StorageDtype = 'f32' | 'f16' | 'bf16';
@@ -169,7 +175,34 @@ export interface AttentionSpec {
   window?: number;
   /** Caps attention logits: softcap · tanh(x / softcap). */
   softcap?: number;
+  /**
+   * Relative-position terms (Shaw et al. 2018; NEZHA, DeBERTa's disentangled attention), read with
+   * `step.relativeIndex` (i32 [rows, keys]: one table row per query row i and key slot j, r = index[i, j]):
+   *
+   *     score[h, i, j] = (q[h, i]·k[h, j] + q[h, i]·keys[r, h] + k[h, j]·queries[r, h]) · scale
+   *     out[h, i]      = Σ_j p[h, i, j] · (v[h, j] + values[r, h])
+   *
+   * where k[h, j] and v[h, j] are the key and value of query head h's kv head. Each table is f32
+   * [positions, heads·headDim] (`values`: heads·valueDim), one slice per local query head (DeBERTa's
+   * projected relative embeddings, split with the heads), or [positions, headDim] (valueDim) shared
+   * by every head (NEZHA's sinusoidal table). Any of the three may be absent. The terms come before
+   * ALiBi, the soft cap and `step.bias`. Requires `step.relativeIndex`; an index out of
+   * [0, positions) throws at enqueue where the backend can check it, and is clamped otherwise.
+   */
+  relative?: { keys?: DeviceTensor; queries?: DeviceTensor; values?: DeviceTensor };
+  /**
+   * How scores become weights. `softmax` (the default). `expectation`: YOSO's expected LSH
+   * collision weight, used by transformers' YosoCumulation at inference — q and k are L2-normalized
+   * per head, w[h, i, j] = (1 − acos(q̂·k̂) / π)^bits for visible keys (0 for keys `step.keyMask` or
+   * the causal limit hides; `scale`, ALiBi, soft cap, relative terms and `step.bias` — its masking
+   * entries included — are not applied), and the output row of each head is
+   * L2-normalized: out[h, i] = normalize(Σ_j w[h, i, j] · v[h, j]) (transformers' F.normalize, eps 1e-12).
+   */
+  scoring?: AttentionScoring;
 }
+
+/** See `AttentionSpec.scoring`. `bits`: transformers' hash_code_len, a whole number ≥ 1 (backends refuse bits < 1). */
+export type AttentionScoring = { kind: 'softmax' } | { kind: 'expectation'; bits: number };
 
 /**
  * A KV cache for one attention layer of one rank: `batch` sequences. It grows with the sequence (a
@@ -187,7 +220,11 @@ export interface KvCache {
  * - `keyMask`: i32 [batch, keys], 1 where the slot holds a real token (0: padding no query may see).
  * - `keyPositions`: i32 [batch, keys], each slot's position (ALiBi), or undefined without ALiBi.
  * - `bias`: f32 [heads, rows, keys] added to the scaled scores (T5's relative bias), broadcast over
- *   the batch; or undefined.
+ *   the batch; or f32 [batch, heads, rows, keys], one per sequence (Reformer's LSH buckets); or
+ *   undefined. Under softmax scoring a bias entry ≤ -1e30 (or -Infinity) masks that key exactly as
+ *   padding does: weight 0, and a query with no key left outputs zeros.
+ * - `relativeIndex`: i32 [rows, keys], the relative-position table row of each (query, key) pair,
+ *   shared by the batch; required with `spec.relative`, ignored without.
  * `keys` is the number of key slots visible after this call's append (start + rows for
  * self-attention, the source length for cross-attention).
  */
@@ -199,6 +236,7 @@ export interface AttentionStep {
   keyMask: DeviceTensor;
   keyPositions?: DeviceTensor;
   bias?: DeviceTensor;
+  relativeIndex?: DeviceTensor;
 }
 
 /** MoE routing of a batch of rows: which experts each row uses and with what weight. */

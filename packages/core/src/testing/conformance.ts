@@ -865,9 +865,23 @@ interface AttentionConfig {
   window?: number;
   softcap?: number;
   bias?: boolean;
+  /** The bias is [batch, heads, rows, keys], one per sequence (default [heads, rows, keys]). */
+  biasPerSequence?: boolean;
+  /** About a third of the bias entries are -1e30 (masking their keys), and head 0's first row all of them. */
+  biasMasks?: boolean;
+  /** Relative-position tables (`AttentionSpec.relative`): a slice per head, or one shared by the heads. */
+  relative?: { keys?: TableKind; queries?: TableKind; values?: TableKind };
+  /** YOSO's expectation scoring with this many bits. */
+  expectationBits?: number;
   /** Magnitude of q and k entries (default 1). */
   qk?: number;
 }
+
+type TableKind = 'per head' | 'shared';
+
+/** Rows of every relative table; the index is clamp(key slot − query slot + span, 0, positions − 1). */
+const RELATIVE_POSITIONS = 9;
+const RELATIVE_SPAN = 4;
 
 function attentionText(a: AttentionConfig): string {
   const parts = [`heads ${a.heads}/kv ${a.kvHeads}`, `headDim ${a.headDim}`];
@@ -875,7 +889,12 @@ function attentionText(a: AttentionConfig): string {
   if (a.alibi) parts.push(a.alibiScaled ? 'ALiBi (scaled)' : 'ALiBi');
   if (a.window !== undefined) parts.push(`window ${a.window}`);
   if (a.softcap !== undefined) parts.push(`softcap ${a.softcap}`);
-  if (a.bias) parts.push('bias');
+  if (a.bias) parts.push(`bias${a.biasPerSequence ? ' per sequence [batch, heads, rows, keys]' : ''}${a.biasMasks ? ' with -1e30 entries' : ''}`);
+  for (const name of ['keys', 'queries', 'values'] as const) {
+    const kind = a.relative?.[name];
+    if (kind) parts.push(`relative ${name} (${kind === 'per head' ? 'a table slice per head' : 'one table shared by the heads'})`);
+  }
+  if (a.expectationBits !== undefined) parts.push(`expectation scoring (bits ${a.expectationBits})`);
   return parts.join(', ');
 }
 
@@ -885,6 +904,8 @@ class AttentionRun {
   readonly kw: number;
   readonly vw: number;
   readonly slopes: Float32Array | undefined;
+  /** Host copies of the relative tables ([RELATIVE_POSITIONS, width or heads·width]). */
+  readonly tables: { keys?: Float32Array; queries?: Float32Array; values?: Float32Array } = {};
   readonly spec: AttentionSpec;
 
   constructor(
@@ -898,6 +919,15 @@ class AttentionRun {
     this.vw = cfg.kvHeads * this.valueDim;
     this.slopes = cfg.alibi ? Float32Array.from({ length: cfg.heads }, (_, h) => 2 ** ((-8 * (h + 1)) / cfg.heads)) : undefined;
     const alibi = this.slopes && c.f32(this.slopes, [cfg.heads]);
+    const relative: NonNullable<AttentionSpec['relative']> = {};
+    for (const name of ['keys', 'queries', 'values'] as const) {
+      const kind = cfg.relative?.[name];
+      if (kind === undefined) continue;
+      const width = (name === 'values' ? this.valueDim : cfg.headDim) * (kind === 'per head' ? cfg.heads : 1);
+      const table = r.uniform(RELATIVE_POSITIONS * width);
+      this.tables[name] = table;
+      relative[name] = c.f32(table, [RELATIVE_POSITIONS, width]);
+    }
     this.spec = {
       heads: cfg.heads,
       kvHeads: cfg.kvHeads,
@@ -908,7 +938,14 @@ class AttentionRun {
       ...(alibi ? { alibi, alibiScaled: cfg.alibiScaled ?? false } : {}),
       ...(cfg.window !== undefined ? { window: cfg.window } : {}),
       ...(cfg.softcap !== undefined ? { softcap: cfg.softcap } : {}),
+      ...(cfg.relative ? { relative } : {}),
+      ...(cfg.expectationBits !== undefined ? { scoring: { kind: 'expectation' as const, bits: cfg.expectationBits } } : {}),
     };
+  }
+
+  /** i32 [rows, keys]: key slot j of query row t (slot start + t) reads table row clamp(j − slot + span). */
+  relativeIndex(rows: number, keys: number, start: number): Int32Array {
+    return Int32Array.from({ length: rows * keys }, (_, i) => Math.min(RELATIVE_POSITIONS - 1, Math.max(0, (i % keys) - (start + Math.floor(i / keys)) + RELATIVE_SPAN)));
   }
 
   q(batch: number, rows: number): Float32Array {
@@ -925,8 +962,14 @@ class AttentionRun {
     return this.r.uniform(batch * rows * this.vw);
   }
 
-  bias(rows: number, keys: number): Float32Array | undefined {
-    return this.cfg.bias ? this.r.uniform(this.cfg.heads * rows * keys, -2, 2) : undefined;
+  bias(rows: number, keys: number, batch: number): Float32Array | undefined {
+    if (!this.cfg.bias) return undefined;
+    const bias = this.r.uniform((this.cfg.biasPerSequence ? batch : 1) * this.cfg.heads * rows * keys, -2, 2);
+    if (this.cfg.biasMasks) {
+      for (let i = 0; i < bias.length; i++) if (this.r.next() < 1 / 3) bias[i] = -1e30;
+      bias.fill(-1e30, 0, keys); // head 0, row 0 (of sequence 0): no key left, so zeros
+    }
+    return bias;
   }
 
   /** The device step inputs. */
@@ -938,7 +981,8 @@ class AttentionRun {
       start,
       keyMask: this.c.i32(mask, [batch, keys]),
       ...(this.slopes ? { keyPositions: this.c.i32(positions, [batch, keys]) } : {}),
-      ...(bias ? { bias: this.c.f32(bias, [this.cfg.heads, rows, keys]) } : {}),
+      ...(bias ? { bias: this.c.f32(bias, this.cfg.biasPerSequence ? [batch, this.cfg.heads, rows, keys] : [this.cfg.heads, rows, keys]) } : {}),
+      ...(this.cfg.relative ? { relativeIndex: this.c.i32(this.relativeIndex(rows, keys, start), [rows, keys]) } : {}),
     };
   }
 
@@ -957,6 +1001,8 @@ class AttentionRun {
       keyPositions: args.positions,
       ...(args.bias ? { bias: args.bias } : {}),
       ...(this.slopes ? { alibi: this.slopes, alibiScaled: this.cfg.alibiScaled ?? false } : {}),
+      ...(this.cfg.relative ? { relative: { positions: RELATIVE_POSITIONS, index: this.relativeIndex(args.rows, keys, args.start), ...this.tables } } : {}),
+      ...(this.cfg.expectationBits !== undefined ? { expectation: { bits: this.cfg.expectationBits } } : {}),
       heads: this.cfg.heads,
       kvHeads: this.cfg.kvHeads,
       headDim: this.cfg.headDim,
@@ -1002,7 +1048,7 @@ async function causalSelf(c: Ctx, r: Random, cfg: AttentionConfig, dtype: Storag
     }
     const mask = Int32Array.from({ length: batch * keys }, (_, i) => (i % keys >= padding[Math.floor(i / keys)]! ? 1 : 0));
     const positions = Int32Array.from({ length: batch * keys }, (_, i) => Math.max(0, (i % keys) - padding[Math.floor(i / keys)]!));
-    const bias = a.bias(rows, keys);
+    const bias = a.bias(rows, keys, batch);
     const expected = a.expected({ q, kCache, vCache, slots: total, batch, rows, start, mask, positions, bias });
     await c.step(async () => {
       const step = a.step(batch, rows, start, mask, positions, bias);
@@ -1024,7 +1070,7 @@ async function bidirectionalSelf(c: Ctx, r: Random, cfg: AttentionConfig, dtype:
   const v = a.v(batch, rows);
   const mask = Int32Array.from({ length: batch * rows }, (_, i) => (i % rows < lengths[Math.floor(i / rows)]! ? 1 : 0));
   const positions = Int32Array.from({ length: batch * rows }, (_, i) => i % rows);
-  const bias = a.bias(rows, rows);
+  const bias = a.bias(rows, rows, batch);
   const expected = a.expected({ q, kCache: ref.roundToDtype(k, dtype), vCache: ref.roundToDtype(v, dtype), slots: rows, batch, rows, start: 0, mask, positions, bias });
   const cache = c.rank.createKvCache(batch, cfg.kvHeads, cfg.headDim, a.valueDim, dtype);
   await c.step(async () => {
@@ -1053,7 +1099,7 @@ async function crossAttention(c: Ctx, r: Random, cfg: AttentionConfig, dtype: St
   const queries = calls.map((rows) => a.q(batch, rows));
   queries.push(queries[0]!);
   const rowsOf = [...calls, calls[0]!];
-  const biases = rowsOf.map((rows) => a.bias(rows, source));
+  const biases = rowsOf.map((rows) => a.bias(rows, source, batch));
   biases[biases.length - 1] = biases[0];
   let start = 0;
   for (const [call, q] of queries.entries()) {
@@ -1265,6 +1311,93 @@ function attentionCases(single: Single, kvDtypes: StorageDtype[], backendKv: rea
       c.expectThrows('attention(heads 5, kvHeads 2)', () => c.rank.attention(q, k, v, cache, { batch: 1, rows: 1, start: 0, keyMask: c.i32([1], [1, 1]) }, spec));
     });
     c.rank.freeKvCache(cache);
+  });
+}
+
+/**
+ * Interface version 3: relative-position tables (each of keys, queries and values, a slice per head
+ * or shared, GQA and MHA, causal over a prefill, a chunk at start > 0 and a decode, bidirectional with
+ * padding, cross), per-sequence and -1e30-masking biases, YOSO's expectation scoring, and the shape
+ * errors of the new inputs.
+ */
+function attentionV3Cases(single: Single, main: StorageDtype, cacheText: string): void {
+  const relativeShapes: AttentionConfig[] = [];
+  for (const name of ['keys', 'queries', 'values'] as const) {
+    for (const kind of ['per head', 'shared'] as const) {
+      relativeShapes.push({ heads: 4, kvHeads: 2, headDim: 6, relative: { [name]: kind } }); // GQA
+      relativeShapes.push({ heads: 3, kvHeads: 3, headDim: 5, valueDim: name === 'values' ? 7 : 5, relative: { [name]: kind } }); // MHA
+    }
+  }
+  const all: AttentionConfig = { heads: 4, kvHeads: 2, headDim: 6, valueDim: 5, relative: { keys: 'per head', queries: 'shared', values: 'per head' } };
+  const combined: AttentionConfig[] = [
+    all,
+    // the relative terms come before ALiBi (inside its scaled sum), the soft cap and the bias
+    { ...all, alibi: true, alibiScaled: true },
+    { heads: 6, kvHeads: 3, headDim: 5, relative: { keys: 'shared', queries: 'per head', values: 'shared' }, alibi: true, softcap: 3, bias: true, qk: 2 },
+  ];
+  for (const cfg of [...relativeShapes, ...combined]) {
+    single(`attention relative, causal self, prefill 4 + chunk 3 at start 4 + decode 1, batch 2 (one left-padded): ${attentionText(cfg)}${cacheText}`, (c, r) => causalSelf(c, r, cfg, main, 2, [4, 3, 1], [0, 2]));
+    single(`attention relative, bidirectional, rows 5, batch 3 with lengths 5, 3, 0: ${attentionText(cfg)}${cacheText}`, (c, r) => bidirectionalSelf(c, r, cfg, main, 5, [5, 3, 0]));
+  }
+  single(`attention relative, cross (fillKvCache source 7, lengths 7, 4), queries 3 + 1: ${attentionText(all)}${cacheText}`, (c, r) => crossAttention(c, r, all, main, 7, [7, 4], [3, 1]));
+
+  const biases: AttentionConfig[] = [
+    { heads: 4, kvHeads: 2, headDim: 6, bias: true, biasPerSequence: true },
+    { heads: 4, kvHeads: 2, headDim: 6, bias: true, biasMasks: true },
+    { heads: 3, kvHeads: 3, headDim: 5, bias: true, biasPerSequence: true, biasMasks: true, softcap: 2 },
+  ];
+  for (const cfg of biases) {
+    single(`attention bias, causal self, prefill 4 + chunk 3 at start 4 + decode 1, batch 2 (one left-padded): ${attentionText(cfg)}${cacheText}`, (c, r) => causalSelf(c, r, cfg, main, 2, [4, 3, 1], [0, 2]));
+    single(`attention bias, bidirectional, rows 5, batch 3 with lengths 5, 3, 0: ${attentionText(cfg)}${cacheText}`, (c, r) => bidirectionalSelf(c, r, cfg, main, 5, [5, 3, 0]));
+  }
+  const perSequence = biases[0]!;
+  single(`attention bias, cross (fillKvCache source 7, lengths 7, 4), queries 3 + 1: ${attentionText(perSequence)}${cacheText}`, (c, r) => crossAttention(c, r, perSequence, main, 7, [7, 4], [3, 1]));
+
+  const expectation: AttentionConfig[] = [
+    { heads: 4, kvHeads: 2, headDim: 6, expectationBits: 8 },
+    { heads: 3, kvHeads: 3, headDim: 5, valueDim: 7, expectationBits: 1, qk: 3 },
+  ];
+  for (const cfg of expectation) {
+    single(`attention expectation, bidirectional, rows 5, batch 3 with lengths 5, 3, 0 (padding in keyMask): ${attentionText(cfg)}${cacheText}`, (c, r) => bidirectionalSelf(c, r, cfg, main, 5, [5, 3, 0]));
+    single(`attention expectation, causal self, prefill 4 + chunk 3 at start 4 + decode 1, batch 2 (one left-padded): ${attentionText(cfg)}${cacheText}`, (c, r) => causalSelf(c, r, cfg, main, 2, [4, 3, 1], [0, 2]));
+  }
+
+  /** One causal call of 2 rows over 2 keys (heads 4, kv 2, headDim 4) with `spec` and `step` changed. */
+  const badCall = (c: Ctx, r: Random, spec: Partial<AttentionSpec>, step: Partial<AttentionStep>) => {
+    const cache = c.rank.createKvCache(1, 2, 4, 4, main);
+    const q = c.f32(r.uniform(2 * 16), [2, 16]);
+    const k = c.f32(r.uniform(2 * 8), [2, 8]);
+    const v = c.f32(r.uniform(2 * 8), [2, 8]);
+    const full: AttentionSpec = { heads: 4, kvHeads: 2, headDim: 4, valueDim: 4, scale: 0.5, mask: 'causal', ...spec };
+    return () => c.rank.attention(q, k, v, cache, { batch: 1, rows: 2, start: 0, keyMask: c.i32([1, 1], [1, 2]), ...step }, full);
+  };
+  single('attention with a relative index not [rows, keys] throws at enqueue', async (c, r) => {
+    await c.step(async () => {
+      const keys = c.f32(r.uniform(9 * 4), [9, 4]);
+      c.expectThrows('attention(relativeIndex [4] for rows 2, keys 2)', badCall(c, r, { relative: { keys } }, { relativeIndex: c.i32([0, 1, 2, 3], [4]) }));
+      c.expectThrows('attention(relativeIndex [2, 3] for rows 2, keys 2)', badCall(c, r, { relative: { keys } }, { relativeIndex: c.i32([0, 1, 2, 3, 4, 5], [2, 3]) }));
+      c.expectThrows('attention(relativeIndex [1, 2] for rows 2, keys 2)', badCall(c, r, { relative: { keys } }, { relativeIndex: c.i32([0, 1], [1, 2]) }));
+    });
+  });
+  single('attention with a relative table neither [positions, heads·width] nor [positions, width] throws at enqueue', async (c, r) => {
+    await c.step(async () => {
+      const index = () => ({ relativeIndex: c.i32([0, 1, 2, 3], [2, 2]) });
+      c.expectThrows('attention(relative keys [9, 8]: heads 4 × headDim 4 is 16)', badCall(c, r, { relative: { keys: c.f32(r.uniform(9 * 8), [9, 8]) } }, index()));
+      c.expectThrows('attention(relative queries [9, 12])', badCall(c, r, { relative: { queries: c.f32(r.uniform(9 * 12), [9, 12]) } }, index()));
+      c.expectThrows('attention(relative values [9, 5]: valueDim 4)', badCall(c, r, { relative: { values: c.f32(r.uniform(9 * 5), [9, 5]) } }, index()));
+      c.expectThrows('attention(relative keys [36]: not 2-D)', badCall(c, r, { relative: { keys: c.f32(r.uniform(36), [36]) } }, index()));
+    });
+  });
+  single('attention with relative tables but no relativeIndex throws at enqueue', async (c, r) => {
+    await c.step(async () => {
+      c.expectThrows('attention(relative keys [9, 4], no relativeIndex)', badCall(c, r, { relative: { keys: c.f32(r.uniform(9 * 4), [9, 4]) } }, {}));
+    });
+  });
+  single('attention with a bias neither [heads, rows, keys] nor [batch, heads, rows, keys] throws at enqueue', async (c, r) => {
+    await c.step(async () => {
+      c.expectThrows('attention(bias [4, 2, 3] for keys 2)', badCall(c, r, {}, { bias: c.f32(r.uniform(24), [4, 2, 3]) }));
+      c.expectThrows('attention(bias [2, 4, 2, 2] for batch 1)', badCall(c, r, {}, { bias: c.f32(r.uniform(32), [2, 4, 2, 2]) }));
+    });
   });
 }
 
@@ -1494,6 +1627,8 @@ export function conformanceCases(backend: Backend, options: ConformanceOptions =
   selectionCases(single);
   if (kvDtypes.length > 0) {
     attentionCases(single, kvDtypes, backendKv);
+    const main: StorageDtype = kvDtypes.includes('f32') ? 'f32' : kvDtypes[0]!;
+    attentionV3Cases(single, main, main === 'f32' ? '' : ` (${main} KV cache)`);
     reorderCases(single, kvDtypes);
   }
   collectiveCases(cases, backend, worlds);

@@ -409,10 +409,17 @@ export interface AttentionReference {
   keyMask: Numbers;
   /** [batch, keys], with ALiBi. */
   keyPositions?: Numbers;
-  /** [heads, rows, keys], added after the soft cap. */
+  /**
+   * [heads, rows, keys] (one for the batch) or [batch, heads, rows, keys] (one per sequence: told
+   * apart by length), added after the soft cap; an entry ≤ -1e30 masks its key.
+   */
   bias?: Numbers;
   /** [heads] ALiBi slopes. */
   alibi?: Numbers;
+  /** Relative-position tables and their index (see `RelativeReference`). */
+  relative?: RelativeReference;
+  /** YOSO's expectation scoring with this many bits instead of softmax. */
+  expectation?: { bits: number };
   heads: number;
   kvHeads: number;
   headDim: number;
@@ -425,11 +432,34 @@ export interface AttentionReference {
 }
 
 /**
+ * Relative-position tables of `positions` rows, each [positions, heads·width] (a slice per query
+ * head) or [positions, width] (shared by every head; told apart by length), width headDim for keys
+ * and queries, valueDim for values; `index` [rows, keys] picks the row of each (query row, key slot).
+ */
+export interface RelativeReference {
+  positions: number;
+  index: Numbers;
+  keys?: Numbers;
+  queries?: Numbers;
+  values?: Numbers;
+}
+
+/** A bias entry at or below this masks its key (AttentionStep.bias). */
+const MASKING_BIAS = -1e30;
+
+/**
  * Attention output [batch·rows, heads·valueDim]. Query row t of sequence b (timeline slot start + t)
  * sees slots j < keys with keyMask[b][j] = 1 and, when causal, j ≤ start + t (and j > start + t - window
- * with a window). Score: q·k·scale, with ALiBi slope s: (q·k + s·pos)·scale when alibiScaled, else
- * q·k·scale + s·pos; then softcap·tanh(x / softcap); then + bias[h][t][j]. Softmax over the visible
- * keys; a query with no visible key gives zeros. Query head h reads kv head floor(h / (heads / kvHeads)).
+ * with a window); a bias entry ≤ -1e30 hides its key too. Query head h reads kv head
+ * floor(h / (heads / kvHeads)), and relative table rows r = index[t][j].
+ *
+ * Softmax scoring: dot = q·k + q·keys[r]_h + k·queries[r]_h (each term only with its table); score
+ * dot·scale, with ALiBi slope s: (dot + s·pos)·scale when alibiScaled, else dot·scale + s·pos; then
+ * softcap·tanh(x / softcap); then + bias. Softmax over the visible keys; out = Σ p·(v + values[r]_h).
+ *
+ * Expectation scoring (YOSO): w = (1 − acos(q̂·k̂) / π)^bits over the visible keys (q̂, k̂: each
+ * divided by max(its norm, 1e-12)), out = Σ w·v divided by max(its norm, 1e-12); no scale, ALiBi,
+ * soft cap, bias or relative term. A query with no visible key gives zeros either way.
  */
 export function attention(a: AttentionReference): Float64Array {
   const { batch, rows, start, keys, heads, kvHeads, headDim, valueDim, slots } = a;
@@ -439,6 +469,16 @@ export function attention(a: AttentionReference): Float64Array {
   const out = new Float64Array(batch * rows * heads * valueDim);
   const scores = new Float64Array(keys);
   const visible = new Uint8Array(keys);
+  const perSequenceBias = a.bias !== undefined && batch > 1 && a.bias.length === batch * heads * rows * keys;
+  const rel = a.relative;
+  /** Offset of row r of a relative table for head h: a slice per head, or one shared slice. */
+  const tableRow = (table: Numbers, width: number, r: number, h: number) => (table.length === rel!.positions * heads * width ? r * heads * width + h * width : r * width);
+  const dot = (x: Numbers, xo: number, y: Numbers, yo: number, n: number) => {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[xo + i]! * y[yo + i]!;
+    return s;
+  };
+  const norm = (x: Numbers, xo: number, n: number) => Math.max(Math.sqrt(dot(x, xo, x, xo, n)), 1e-12);
   for (let b = 0; b < batch; b++) {
     for (let t = 0; t < rows; t++) {
       const slot = start + t;
@@ -454,33 +494,57 @@ export function attention(a: AttentionReference): Float64Array {
       for (let h = 0; h < heads; h++) {
         const kvh = Math.floor(h / group);
         const qo = row * heads * headDim + h * headDim;
+        const oo = row * heads * valueDim + h * valueDim;
+        const biasAt = ((perSequenceBias ? b * heads + h : h) * rows + t) * keys;
+        if (a.expectation !== undefined) {
+          const qn = norm(a.q, qo, headDim);
+          for (let j = 0; j < keys; j++) {
+            if (!visible[j]) continue;
+            const ko = (b * slots + j) * kw + kvh * headDim;
+            const cos = dot(a.q, qo, a.kCache, ko, headDim) / (qn * norm(a.kCache, ko, headDim));
+            const w = (1 - Math.acos(Math.min(1, Math.max(-1, cos))) / Math.PI) ** a.expectation.bits;
+            const vo = (b * slots + j) * vw + kvh * valueDim;
+            for (let i = 0; i < valueDim; i++) out[oo + i]! += w * a.vCache[vo + i]!;
+          }
+          const on = norm(out, oo, valueDim);
+          for (let i = 0; i < valueDim; i++) out[oo + i]! /= on;
+          continue;
+        }
+        const hidden = (j: number) => !visible[j] || (a.bias !== undefined && a.bias[biasAt + j]! <= MASKING_BIAS);
         let max = -Infinity;
         for (let j = 0; j < keys; j++) {
-          if (!visible[j]) continue;
+          if (hidden(j)) continue;
           const ko = (b * slots + j) * kw + kvh * headDim;
-          let dot = 0;
-          for (let i = 0; i < headDim; i++) dot += a.q[qo + i]! * a.kCache[ko + i]!;
+          let d = dot(a.q, qo, a.kCache, ko, headDim);
+          if (rel) {
+            const r = rel.index[t * keys + j]!;
+            if (rel.keys) d += dot(a.q, qo, rel.keys, tableRow(rel.keys, headDim, r, h), headDim);
+            if (rel.queries) d += dot(a.kCache, ko, rel.queries, tableRow(rel.queries, headDim, r, h), headDim);
+          }
           let s: number;
           if (a.alibi) {
             const term = a.alibi[h]! * a.keyPositions![b * keys + j]!;
-            s = a.alibiScaled ? (dot + term) * a.scale : dot * a.scale + term;
+            s = a.alibiScaled ? (d + term) * a.scale : d * a.scale + term;
           } else {
-            s = dot * a.scale;
+            s = d * a.scale;
           }
           if (a.softcap !== undefined) s = a.softcap * Math.tanh(s / a.softcap);
-          if (a.bias) s += a.bias[(h * rows + t) * keys + j]!;
+          if (a.bias) s += a.bias[biasAt + j]!;
           scores[j] = s;
           max = Math.max(max, s);
         }
         if (max === -Infinity) continue; // nothing visible: zeros
         let total = 0;
-        for (let j = 0; j < keys; j++) if (visible[j]) total += scores[j] = Math.exp(scores[j]! - max);
-        const oo = row * heads * valueDim + h * valueDim;
+        for (let j = 0; j < keys; j++) if (!hidden(j)) total += scores[j] = Math.exp(scores[j]! - max);
         for (let j = 0; j < keys; j++) {
-          if (!visible[j]) continue;
+          if (hidden(j)) continue;
           const p = scores[j]! / total;
           const vo = (b * slots + j) * vw + kvh * valueDim;
           for (let i = 0; i < valueDim; i++) out[oo + i]! += p * a.vCache[vo + i]!;
+          if (rel?.values) {
+            const ro = tableRow(rel.values, valueDim, rel.index[t * keys + j]!, h);
+            for (let i = 0; i < valueDim; i++) out[oo + i]! += p * rel.values[ro + i]!;
+          }
         }
       }
     }

@@ -60,6 +60,92 @@ describe('attention reference', () => {
   });
 });
 
+describe('attention reference: interface version 3 additions', () => {
+  // The same one-head case: q = [1, 0]; k0 = [1, 0], k1 = [0, 1]; v0 = [1, 2], v1 = [3, 4]; q·k = 1, 0.
+  const base = {
+    q: [1, 0],
+    kCache: [1, 0, 0, 1],
+    vCache: [1, 2, 3, 4],
+    slots: 2,
+    batch: 1,
+    rows: 1,
+    start: 0,
+    keys: 2,
+    keyMask: [1, 1],
+    heads: 1,
+    kvHeads: 1,
+    headDim: 2,
+    valueDim: 2,
+    scale: 1,
+    mask: 'bidirectional' as const,
+  };
+  const p1 = 0.2689414213699951; // 1 / (1 + e)
+  const index = [0, 1]; // key 0 reads table row 0, key 1 row 1
+
+  it('relative keys term: q·keys[r] joins q·k before the scale', () => {
+    // keys rows [0, 0] and [1, 0]: q·keys = 0, 1, so scores 1, 1 (equal weights)
+    close(ref.attention({ ...base, relative: { positions: 2, index, keys: [0, 0, 1, 0] } }), [2, 3]);
+    // scale 2 multiplies the sum: scores 2, 2, still equal; with only q·k scaled they would not be
+    close(ref.attention({ ...base, scale: 2, relative: { positions: 2, index, keys: [0, 0, 1, 0] } }), [2, 3]);
+  });
+
+  it('relative queries term: k·queries[r], the row picked by the index', () => {
+    // queries rows [-1, 5] and [0, 1]: k0·row0 = -1, k1·row1 = 1, so scores 0, 1 (k1·row0 would be 5)
+    close(ref.attention({ ...base, relative: { positions: 2, index, queries: [-1, 5, 0, 1] } }), [3 - 2 * p1, 4 - 2 * p1]);
+  });
+
+  it('relative values term: Σ p·(v + values[r])', () => {
+    // weights 1 - p1, p1; values rows [10, 0] and [0, 10]
+    close(ref.attention({ ...base, relative: { positions: 2, index, values: [10, 0, 0, 10] } }), [8.848468629040038, 5.227297056439941]);
+  });
+
+  it('relative index rows follow the query rows (causal, two rows)', () => {
+    // rows 2 with q = [1, 0] each; index [[0, 0], [1, 0]]; keys rows [0, 0] and [5, 0]
+    // row 0 sees key 0 only; row 1: key 0 reads row 1 (score 1 + 5), key 1 row 0 (score 0)
+    const w1 = 0.0024726231566347743; // 1 / (1 + e^6)
+    const a = { ...base, q: [1, 0, 1, 0], rows: 2, mask: 'causal' as const, relative: { positions: 2, index: [0, 0, 1, 0], keys: [0, 0, 5, 0] } };
+    close(ref.attention(a), [1, 2, 1 + 2 * w1, 2 + 2 * w1]);
+  });
+
+  it('a table with a slice per head against one every head shares', () => {
+    // heads 2 over one kv head; head 1's query is [0, 1]
+    const two = { ...base, q: [1, 0, 0, 1], heads: 2 };
+    // per head [positions 2, heads·headDim 4]: row 1 = [1, 0 | 0, -1]. Head 0: scores 1, 0 + 1; head 1: 0, 1 - 1
+    close(ref.attention({ ...two, relative: { positions: 2, index, keys: [0, 0, 0, 0, 1, 0, 0, -1] } }), [2, 3, 2, 3]);
+    // shared [positions 2, headDim 2]: row 1 = [1, 0] for both. Head 0: scores 1, 1; head 1: 0, 1
+    close(ref.attention({ ...two, relative: { positions: 2, index, keys: [0, 0, 1, 0] } }), [2, 3, 3 - 2 * p1, 4 - 2 * p1]);
+  });
+
+  it('a per-sequence bias [batch, heads, rows, keys] differs between sequences', () => {
+    // two identical sequences; bias [0, 0] for sequence 0 and [0, 1] for sequence 1
+    const two = { ...base, q: [1, 0, 1, 0], kCache: [1, 0, 0, 1, 1, 0, 0, 1], vCache: [1, 2, 3, 4, 1, 2, 3, 4], batch: 2, keyMask: [1, 1, 1, 1] };
+    close(ref.attention({ ...two, bias: [0, 0, 0, 1] }), [1 + 2 * p1, 2 + 2 * p1, 2, 3]);
+  });
+
+  it('a bias entry ≤ -1e30 masks its key as padding does; none left gives zeros', () => {
+    close(ref.attention({ ...base, bias: [-1e30, 0] }), [3, 4]);
+    close(ref.attention({ ...base, bias: [0, -Infinity] }), [1, 2]);
+    close(ref.attention({ ...base, bias: [-1e30, -1e30] }), [0, 0]); // zeros, not the mean of the values
+    close(ref.attention({ ...base, bias: [-1e30, -2e30] }), [0, 0]);
+  });
+
+  it('expectation scoring: (1 - acos(q̂·k̂)/π)^bits, output L2-normalized; no scale, no bias', () => {
+    // q = [2, 0]; k0 = [3, 0] (cos 1, weight 1), k1 = [0.5, 0.5] (cos 1/√2, acos π/4, weight 0.75^2)
+    const yoso = { ...base, q: [2, 0], kCache: [3, 0, 0.5, 0.5], scale: 0.5, expectation: { bits: 2 } };
+    const want = [0.5344605473053973, 0.8451934236457446]; // [1 + 0.5625·3, 2 + 0.5625·4] / its norm
+    close(ref.attention(yoso), want);
+    close(ref.attention({ ...yoso, bias: [5, -1e30] }), want); // the bias does not apply
+    close(ref.attention({ ...yoso, relative: { positions: 2, index, keys: [9, 9, 9, 9], values: [9, 9, 9, 9] } }), want); // nor relative terms
+    // k1 = [0, 1] (cos 0, weight 0.5^bits); bits 1: [2.5, 4] normalized
+    close(ref.attention({ ...base, expectation: { bits: 1 } }), [0.52999894000318, 0.847998304005088]);
+    // k1 = [-1, 0]: cos -1, weight 0
+    close(ref.attention({ ...yoso, kCache: [3, 0, -1, 0] }), [0.4472135954999579, 0.8944271909999159]);
+    // padding: only key 0, so v0 normalized; no key at all: zeros
+    close(ref.attention({ ...yoso, keyMask: [1, 0] }), [0.4472135954999579, 0.8944271909999159]);
+    close(ref.attention({ ...yoso, keyMask: [0, 0] }), [0, 0]);
+  });
+});
+
 describe('norm reference', () => {
   it('RMS norm, with weight and with (1 + weight)', () => {
     close(ref.norm([3, 4], 2, { kind: 'rms', eps: 0 }), [0.848528137423857, 1.131370849898476]);
