@@ -25,7 +25,7 @@ import { GpuCollective, type Staging } from './collective.js';
 import { deviceBytes, hostValues } from './convert.js';
 import { adapterName, type OpenedDevice } from './device.js';
 import { grid, type KernelDef } from './kernel.js';
-import { attentionKernel, MAX_HEAD_DIM, MAX_VALUE_DIM } from './kernels/attention.js';
+import { attentionKernel, type AttentionVariant, MAX_HEAD_DIM, MAX_VALUE_DIM, optionalInputs, type OptionalInput } from './kernels/attention.js';
 import { addKernel, ELEMENTWISE_WG, gatedKernel, UNARY, unaryKernel } from './kernels/elementwise.js';
 import { copyColumnsKernel, embeddingKernel, gatherRowsKernel, iotaKernel, kvWriteKernel, LAYOUT_WG, reorderBatchKernel, scatterAddRowsKernel } from './kernels/layout.js';
 import { GEMM_TILE, gemmKernel, GEMV_BLOCK, GEMV_MAX_ROWS, gemvKernel } from './kernels/linear.js';
@@ -64,6 +64,21 @@ const fail = (op: string, detail: string): never => {
 };
 const shapeText = (t: DeviceTensor) => `[${t.shape.join(', ')}]`;
 
+/** A relative-position table as the attention kernel reads it: head h's row r at r·stride + h·head. */
+interface RelativeTable {
+  tensor: GpuTensor;
+  rows: number;
+  stride: number;
+  head: number;
+}
+
+interface RelativeInputs {
+  index: GpuTensor;
+  keys: RelativeTable | undefined;
+  queries: RelativeTable | undefined;
+  values: RelativeTable | undefined;
+}
+
 export class WebGpuRank implements Rank, Staging {
   readonly backend = 'webgpu';
   readonly rank: number;
@@ -78,6 +93,8 @@ export class WebGpuRank implements Rank, Staging {
   private readonly dummy: GPUBuffer;
   /** GEMV lanes per output row (see kernels/linear.ts). */
   private readonly gemvLanes: number;
+  /** Storage buffers one shader may bind (backendOptions.maxStorageBuffers lowers it, for tests). */
+  private readonly maxStorageBuffers: number;
   private readonly live = new Set<GpuTensor>();
   private stepTensors: GpuTensor[] = [];
   private stepDepth = 0;
@@ -114,6 +131,9 @@ export class WebGpuRank implements Rank, Staging {
     this.pipelines = new Pipelines(this.device);
     this.dummy = this.memory.alloc(16, 'unused input').buffer;
     this.gemvLanes = opened.adapter.fallback ? 1 : 32;
+    // backendOptions.maxStorageBuffers (tests): pretend the adapter binds fewer, to pack attention's inputs.
+    const storageOption = init.options['maxStorageBuffers'];
+    this.maxStorageBuffers = Math.min(opened.device.limits.maxStorageBuffersPerShaderStage, typeof storageOption === 'number' ? storageOption : Infinity);
     this.collective = new GpuCollective(comm, init.rank, init.world, this, typeof init.options['profileDir'] === 'string');
     const lose = init.options['loseDeviceAfterSteps'];
     this.loseDeviceAfterSteps = typeof lose === 'number' ? lose : undefined;
@@ -691,17 +711,40 @@ export class WebGpuRank implements Rank, Staging {
     if (headDim > MAX_HEAD_DIM || valueDim > MAX_VALUE_DIM) fail('attention', `head widths up to ${MAX_HEAD_DIM} (keys) and ${MAX_VALUE_DIM} (values) are supported, not ${headDim} and ${valueDim}`);
     if (qt.rows !== batch * rows || qt.cols !== heads * headDim) fail('attention', `queries ${shapeText(qt)} are not [${batch * rows}, ${heads * headDim}]`);
     if ((k === undefined) !== (v === undefined)) fail('attention', 'keys and values come together');
-    if (k !== undefined) this.append(c, k, v!, batch, rows, start);
+    const expectation = this.expectationBits(spec);
+    // Everything is checked before the append: a refused call leaves the cache as it was.
     const mask = this.use(step.keyMask, 'attention');
     const keys = mask.shape[1] ?? 0;
-    if (mask.shape[0] !== batch || mask.dtype !== 'i32' || keys > c.length) fail('attention', `the key mask ${shapeText(mask)} does not fit ${batch} sequences of ${c.length} cached keys`);
+    const cached = k === undefined ? c.length : Math.max(c.length, start + rows);
+    if (mask.shape.length !== 2 || mask.shape[0] !== batch || mask.dtype !== 'i32' || keys > cached) fail('attention', `the key mask ${shapeText(mask)} does not fit ${batch} sequences of ${cached} cached keys`);
     const positions = step.keyPositions === undefined ? undefined : this.use(step.keyPositions, 'attention');
     const bias = step.bias === undefined ? undefined : this.use(step.bias, 'attention');
     const slopes = spec.alibi === undefined ? undefined : this.use(spec.alibi, 'attention');
-    if (bias !== undefined && bias.numel !== heads * rows * keys) fail('attention', `the bias ${shapeText(bias)} is not [${heads}, ${rows}, ${keys}]`);
+    const biasBatch = bias === undefined ? 0 : this.attentionBiasStride(bias, batch, heads, rows, keys);
     if (slopes !== undefined && positions === undefined) fail('attention', 'ALiBi needs key positions');
+    const relative = this.relativeInputs(spec, step, rows, keys);
+    if (k !== undefined) this.append(c, k, v!, batch, rows, start);
+
+    // Expectation scoring applies no ALiBi, bias or relative term (AttentionSpec.scoring), so its
+    // variant does not bind them; they were still checked above, as bad input.
+    const variant: AttentionVariant = {
+      alibi: slopes !== undefined && expectation === undefined,
+      bias: bias !== undefined && expectation === undefined,
+      relKeys: relative?.keys !== undefined && expectation === undefined,
+      relQueries: relative?.queries !== undefined && expectation === undefined,
+      relValues: relative?.values !== undefined && expectation === undefined,
+      expectation: expectation !== undefined,
+      packed: false,
+    };
+    let def = attentionKernel(variant);
+    if (def.bindings.length > this.maxStorageBuffers) {
+      def = attentionKernel({ ...variant, packed: true });
+      if (def.bindings.length > this.maxStorageBuffers) fail('attention', `the adapter allows ${this.maxStorageBuffers} storage buffers per shader; attention needs at least ${def.bindings.length}`);
+    }
     const out = this.tensor([batch * rows, heads * valueDim]);
-    const params = {
+    const table = (t: RelativeTable | undefined) => ({ rows: t?.rows ?? 1, stride: t?.stride ?? 0, head: t?.head ?? 0 });
+    const [rk, rq, rv] = [table(relative?.keys), table(relative?.queries), table(relative?.values)];
+    const params: Record<string, number> = {
       batch,
       rows,
       start,
@@ -715,13 +758,104 @@ export class WebGpuRank implements Rank, Staging {
       causal: spec.mask === 'causal' ? 1 : 0,
       window: spec.window ?? 0,
       softcap: spec.softcap ?? 0,
-      alibi: slopes ? 1 : 0,
       alibiScaled: spec.alibiScaled ? 1 : 0,
-      hasBias: bias ? 1 : 0,
+      biasBatch,
+      bitsInt: Math.floor(expectation ?? 0),
+      bitsFrac: (expectation ?? 0) - Math.floor(expectation ?? 0),
+      relKRows: rk.rows,
+      relKStride: rk.stride,
+      relKHead: rk.head,
+      relQRows: rq.rows,
+      relQStride: rq.stride,
+      relQHead: rq.head,
+      relVRows: rv.rows,
+      relVStride: rv.stride,
+      relVHead: rv.head,
     };
     if (c.k === undefined) this.reserve(c, 1); // reading an empty cache: bind something
-    const buffers = [qt.buffer, c.k!.buffer, c.v!.buffer, mask.buffer, positions?.buffer ?? this.dummy, slopes?.buffer ?? this.dummy, bias?.buffer ?? this.dummy, out.buffer];
-    this.run(attentionKernel(), buffers, params, grid(batch * rows * heads));
+    const optional: Record<OptionalInput, GpuTensor | undefined> = {
+      keyPos: positions,
+      slopes,
+      bias,
+      relIndex: relative?.index,
+      relK: relative?.keys?.tensor,
+      relQ: relative?.queries?.tensor,
+      relV: relative?.values?.tensor,
+    };
+    const inputs: Record<string, GPUBuffer | undefined> = { q: qt.buffer, kc: c.k!.buffer, vc: c.v!.buffer, keyMask: mask.buffer, out: out.buffer };
+    const packed = def.bindings.some((b) => b.name === 'packed') ? this.packInputs(optionalInputs(variant).map((name) => [name, optional[name]!] as const), params) : undefined;
+    if (packed !== undefined) inputs['packed'] = packed.buffer;
+    else for (const [name, t] of Object.entries(optional)) inputs[name] = t?.buffer;
+    const buffers = def.bindings.map((b) => inputs[b.name] ?? fail('attention', `internal: no buffer for ${b.name} of ${def.name}`));
+    this.run(def, buffers, params, grid(batch * rows * heads));
+    if (packed !== undefined) this.free(packed); // reuse is ordered after this dispatch on the queue
+    return out;
+  }
+
+  /**
+   * Copy tensors into one buffer, one after another, and set each one's word offset as the parameter
+   * `<name>Off`: the attention inputs of an adapter with too few storage bindings for one each.
+   */
+  private packInputs(tensors: ReadonlyArray<readonly [string, GpuTensor]>, params: Record<string, number>): GpuTensor {
+    const words = tensors.reduce((n, [, t]) => n + t.numel, 0);
+    const packed = this.tensor([words]);
+    let at = 0;
+    for (const [name, t] of tensors) {
+      params[`${name}Off`] = at;
+      this.recorder.copy(t.buffer, 0, packed.buffer, at * 4, t.numel * 4);
+      at += t.numel;
+    }
+    return packed;
+  }
+
+  /** The bits of YOSO's expectation scoring, or undefined for a softmax. */
+  private expectationBits(spec: AttentionSpec): number | undefined {
+    const scoring = spec.scoring;
+    if (scoring === undefined || scoring.kind === 'softmax') return undefined;
+    if (scoring.kind !== 'expectation') fail('attention', `unknown scoring "${(scoring as { kind: unknown }).kind}" (softmax or expectation)`);
+    if (!(Number.isFinite(scoring.bits) && scoring.bits >= 1)) fail('attention', `expectation scoring needs bits ≥ 1 (the LSH hash length), got ${scoring.bits}`);
+    return scoring.bits;
+  }
+
+  /** The bias's stride between sequences: 0 for [heads, rows, keys] (broadcast), else one sequence's size. */
+  private attentionBiasStride(bias: GpuTensor, batch: number, heads: number, rows: number, keys: number): number {
+    const same = (shape: readonly number[]) => bias.shape.length === shape.length && shape.every((n, i) => bias.shape[i] === n);
+    if (bias.dtype === 'f32' && same([heads, rows, keys])) return 0;
+    if (bias.dtype === 'f32' && same([batch, heads, rows, keys])) return heads * rows * keys;
+    return fail('attention', `the bias ${bias.dtype} ${shapeText(bias)} is neither f32 [${heads}, ${rows}, ${keys}] (heads, rows, keys) nor [${batch}, ${heads}, ${rows}, ${keys}] (one per sequence)`);
+  }
+
+  /**
+   * The relative tables and index of AttentionSpec.relative (undefined without a table), checked:
+   * each table [positions, heads·width] (a slice per head) or [positions, width] (shared), the index
+   * i32 [rows, keys] and, where its values are on the host (small uploads), inside every table; on
+   * the device an index is clamped to each table's rows.
+   */
+  private relativeInputs(spec: AttentionSpec, step: AttentionStep, rows: number, keys: number): RelativeInputs | undefined {
+    const { heads, headDim, valueDim } = spec;
+    const rel = spec.relative ?? {};
+    const present = (['keys', 'queries', 'values'] as const).filter((name) => rel[name] !== undefined);
+    if (present.length === 0) return undefined; // nothing to read: no index needed
+    if (step.relativeIndex === undefined) fail('attention', `relative ${present.join(', ')} tables (spec.relative) need step.relativeIndex, i32 [rows, keys] = [${rows}, ${keys}]`);
+    const index = this.use(step.relativeIndex, 'attention');
+    if (index.dtype !== 'i32' || index.shape.length !== 2 || index.shape[0] !== rows || index.shape[1] !== keys) {
+      fail('attention', `the relative index ${index.dtype} ${shapeText(index)} is not i32 [${rows}, ${keys}] (rows, keys)`);
+    }
+    const table = (t: DeviceTensor | undefined, what: string, width: number): RelativeTable | undefined => {
+      if (t === undefined) return undefined;
+      const x = this.use(t, 'attention');
+      const cols = x.shape[1];
+      if (x.dtype !== 'f32' || x.shape.length !== 2 || x.shape[0]! < 1 || (cols !== heads * width && cols !== width)) {
+        fail('attention', `the relative ${what} table ${x.dtype} ${shapeText(x)} is neither f32 [positions, ${heads * width}] (one slice per head) nor [positions, ${width}] (shared by the heads)`);
+      }
+      return { tensor: x, rows: x.shape[0]!, stride: cols!, head: cols === width && heads > 1 ? 0 : width };
+    };
+    const out: RelativeInputs = { index, keys: table(rel.keys, 'keys', headDim), queries: table(rel.queries, 'queries', headDim), values: table(rel.values, 'values', valueDim) };
+    const positions = Math.min(...[out.keys, out.queries, out.values].map((t) => t?.rows ?? Infinity));
+    const bad = index.hostInts?.findIndex((r) => !(r >= 0 && r < positions)) ?? -1;
+    if (bad >= 0 && Number.isFinite(positions)) {
+      fail('attention', `relative index ${index.hostInts![bad]} at [${Math.floor(bad / keys)}, ${bad % keys}] is outside the tables' ${positions} positions`);
+    }
     return out;
   }
 
