@@ -15,7 +15,13 @@
  * Options: --quick (under 4 minutes: six golden families, worlds 1–2, no TP=2 bench), --dry-run (no
  * GPU: the CPU backend stands in, a small model, every step but the GPU ones), --golden DIR,
  * --model-dir DIR (where the synthetic checkpoint is written; reused when it matches), --skip STEP
- * (libraries | conformance | golden | bench), --json FILE (the rows as JSON too).
+ * (libraries | conformance | golden | bench), --cases REGEX (only the conformance cases whose names
+ * match, e.g. --cases 'attention' with --skip golden,bench for a short kernel check), --json FILE
+ * (the rows as JSON too).
+ *
+ * The conformance step runs every case of @tp/core/testing's suite, so cases added to it (interface
+ * version 3's relative, expectation and per-sequence-bias attention among them) run here without a
+ * change; their share is reported on its own row ("attention v3"), so a GPU run shows them at a glance.
  * Exit status: 0 when nothing failed.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -28,6 +34,7 @@ import { backend as cpu } from '@tp/backend-cpu';
 import { backend as cuda, copyBandwidth, gemvBandwidth, loadLibraries, probeCuda, summarizeFatbin } from '@tp/backend-cuda';
 import { decodeTiming, findPython, FULL, SMALL, syntheticModel, torchTiming } from './lib/bench.mjs';
 import { BF16_TOL, FAMILIES, GOLDEN_TOL, goldenChecks, QUICK, summarize, TP_TOL } from './lib/golden.mjs';
+import { ATTENTION_V3 } from './lib/cases.mjs';
 import { elapsed, fmt, Report, withDeadline } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -40,6 +47,9 @@ const option = (name) => {
 const dryRun = flag('--dry-run');
 const quick = flag('--quick');
 const skip = new Set(argv.flatMap((a, i) => (argv[i - 1] === '--skip' ? a.split(',') : [])));
+const casesPattern = option('--cases');
+const casesFilter = casesPattern === undefined ? undefined : new RegExp(casesPattern, 'i');
+
 const goldenDir = option('--golden') || process.env.TP_GOLDEN_DIR || [path.join(here, 'golden'), path.resolve(here, '../../../shared/golden')].find((d) => existsSync(d));
 const modelDir = option('--model-dir') ?? path.join(os.tmpdir(), dryRun ? 'tp-check-llama-small' : 'tp-check-llama-1b');
 const report = new Report();
@@ -112,7 +122,9 @@ if (!dryRun && gpu) {
 await step('conformance', budget.conformance, async () => {
   if (!dryRun && !gpu) return report.add('conformance', 'FAIL', 'no usable GPU');
   let cases = conformanceCases(backend, { worlds: quick ? [1, 2] : [1, 2, 3, 4] });
-  if (dryRun) cases = cases.filter((_, i) => i % 12 === 0 || /collectives world 2/.test(_.name)); // the harness, not the CPU backend
+  if (casesFilter) cases = cases.filter((c) => casesFilter.test(c.name));
+  else if (dryRun) cases = cases.filter((_, i) => i % 12 === 0 || /collectives world 2/.test(_.name) || ATTENTION_V3.test(_.name)); // the harness, not the CPU backend
+  if (cases.length === 0) return report.add('conformance', 'FAIL', `no conformance case matches --cases ${casesPattern}`);
   const failures = [];
   const started = Date.now();
   for (const c of cases) {
@@ -123,8 +135,12 @@ await step('conformance', budget.conformance, async () => {
       log(`FAIL ${c.name}\n  ${error.message.split('\n').slice(0, 6).join('\n  ')}`);
     }
   }
-  const text = `${cases.length - failures.length}/${cases.length} cases passed in ${elapsed(started)}${dryRun ? ' (a sample, on the CPU backend)' : ''}`;
+  const text = `${cases.length - failures.length}/${cases.length} cases passed in ${elapsed(started)}${casesFilter ? ` (--cases ${casesPattern})` : dryRun ? ' (a sample, on the CPU backend)' : ''}`;
   report.add('conformance', failures.length ? 'FAIL' : 'ok', failures.length ? `${text}; first: ${failures[0].name}: ${failures[0].message.split('\n')[0]}` : text);
+  const v3 = cases.filter((c) => ATTENTION_V3.test(c.name));
+  const v3Failed = failures.filter((f) => ATTENTION_V3.test(f.name));
+  if (v3.length === 0) report.add('attention v3', casesFilter ? 'skip' : 'FAIL', casesFilter ? 'no relative, expectation or per-sequence bias case among the cases run' : 'the suite has no relative, expectation or per-sequence bias attention case: is @tp/core older than interface version 3?');
+  else report.add('attention v3', v3Failed.length ? 'FAIL' : 'ok', `relative terms, expectation scoring, per-sequence and masking bias: ${v3.length - v3Failed.length}/${v3.length} cases passed${v3Failed.length ? `; first: ${v3Failed[0].name}` : ''}`);
 });
 
 // ───────────────────────────── golden ─────────────────────────────

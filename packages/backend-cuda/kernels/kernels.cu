@@ -532,19 +532,44 @@ KERNEL void tp_kv_reorder(unsigned short* dst, const unsigned short* src, const 
     dst[b * pitch + i] = src[from * pitch + i];
 }
 
+// Attention comes in three specialisations of one template, so the plain path pays for none of the
+// version-3 additions: softmax (the default), softmax with relative-position terms (NEZHA, DeBERTa),
+// and YOSO's expectation weights. All three take the same parameters (src/kernels.ts,
+// ATTENTION_PARTIAL); a specialisation ignores what it does not use.
+enum AttentionMode : int { ATTN_SOFTMAX = 0, ATTN_RELATIVE = 1, ATTN_EXPECTATION = 2 };
+
+/** Row r's slice for head h of a relative table: [positions, heads · width] per head, or [positions, width] shared. */
+__device__ __forceinline__ const float* relative_slice(const float* table, int perHead, int r, int h, int heads, int width) {
+  return table + (perHead ? (static_cast<long long>(r) * heads + h) * width : static_cast<long long>(r) * width);
+}
+
 /**
  * One split of one query row and head (flash-decoding): the keys [split · chunk, +chunk) give a
  * running maximum m, a sum l = Σ exp(s - m) and o = Σ exp(s - m) · v; attention_merge combines the
- * splits. Dynamic shared memory: headDim + chunk floats. Grid (heads, batch · rows, splits).
+ * splits. Grid (heads, batch · rows, splits). Dynamic shared memory: headDim + chunk floats, and
+ * chunk more ints (each key's values-table row) for ATTN_RELATIVE.
+ *
+ * `bias` is [heads, rows, keys] (biasBatchStride 0) or [batch, heads, rows, keys] (biasBatchStride
+ * heads · rows · keys); an entry ≤ -1e30 masks its key like padding. ATTN_RELATIVE adds
+ * q·relKeys[r, h] + k·relQueries[r, h] to q·k before the scale and relValues[r, h] to each value,
+ * r = relIndex[t, j] clamped to the table. ATTN_EXPECTATION weighs visible keys by
+ * expectation_weight (q and k L2-normalized; no scale, ALiBi, soft cap, bias or relative term — the
+ * bias does not mask either, as in @tp/core/testing's reference) and reports m = 0 for a split with
+ * a visible key (-inf without), so that the merge adds the splits with weight 1;
+ * tp_attention_merge_normalized then L2-normalizes the row.
  */
-KERNEL void tp_attention_partial(float* partOut, float* partMax, float* partSum, const float* q, const void* kCache, const void* vCache, int cacheDtype,
-                              const int* keyMask, const int* keyPositions, const float* bias, const float* alibi, int rows, int start, int keys,
-                              int capacity, int heads, int kvHeads, int headDim, int valueDim, float scale, int causal, int alibiScaled, int window,
-                              float softcap, int chunk) {
+template <int MODE>
+__device__ void attention_partial(float* partOut, float* partMax, float* partSum, const float* q, const void* kCache, const void* vCache, int cacheDtype,
+                                  const int* keyMask, const int* keyPositions, const float* bias, long long biasBatchStride, const float* alibi,
+                                  const int* relIndex, const float* relKeys, int relKeysRows, int relKeysPerHead, const float* relQueries,
+                                  int relQueriesRows, int relQueriesPerHead, const float* relValues, int relValuesRows, int relValuesPerHead, int rows,
+                                  int start, int keys, int capacity, int heads, int kvHeads, int headDim, int valueDim, float scale, int causal,
+                                  int alibiScaled, int window, float softcap, int bits, int chunk) {
   extern __shared__ float shared[];
   __shared__ float scratch[32];
   float* qs = shared;
   float* ps = shared + headDim;
+  int* valueRows = reinterpret_cast<int*>(ps + chunk);  // ATTN_RELATIVE only
   const int h = blockIdx.x;
   const int row = blockIdx.y;  // b · rows + t
   const int b = row / rows, t = row % rows;
@@ -554,36 +579,78 @@ KERNEL void tp_attention_partial(float* partOut, float* partMax, float* partSum,
   const int j0 = split * chunk;
   const int j1 = min(keys, j0 + chunk);
   for (int d = threadIdx.x; d < headDim; d += blockDim.x) qs[d] = q[(static_cast<long long>(row) * heads + h) * headDim + d];
+  if (MODE == ATTN_EXPECTATION) {
+    float sq = 0.0f;
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) sq = fmaf(qs[d], qs[d], sq);
+    const float inv = l2_inverse(block_sum(sq, scratch));  // its barriers publish qs
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) qs[d] *= inv;
+  }
   __syncthreads();
   const long long kRow = static_cast<long long>(kvHeads) * headDim, vRow = static_cast<long long>(kvHeads) * valueDim;
+  const float* biasRow = MODE != ATTN_EXPECTATION && bias ? bias + b * biasBatchStride + (static_cast<long long>(h) * rows + t) * keys : nullptr;
+  const int* indexRow = MODE == ATTN_RELATIVE ? relIndex + static_cast<long long>(t) * keys : nullptr;
   float localMax = neg_inf();
   for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
     float s = neg_inf();
-    if (attention_visible(j, slot, keyMask[static_cast<long long>(b) * keys + j], causal, window)) {
-      const long long ko = (static_cast<long long>(b) * capacity + j) * kRow + static_cast<long long>(kvh) * headDim;
-      float dot = 0.0f;
-      for (int d = 0; d < headDim; d++) dot = fmaf(qs[d], load_as_f32(kCache, ko + d, cacheDtype), dot);
-      s = attention_score(dot, scale, alibi != nullptr, alibi ? alibi[h] : 0.0f, keyPositions ? keyPositions[static_cast<long long>(b) * keys + j] : 0,
-                          alibiScaled, softcap, bias ? bias[(static_cast<long long>(h) * rows + t) * keys + j] : 0.0f);
+    bool visible = attention_visible(j, slot, keyMask[static_cast<long long>(b) * keys + j], causal, window);
+    float biasValue = 0.0f;
+    if (visible && biasRow) {
+      biasValue = biasRow[j];
+      visible = !attention_bias_masks(biasValue);
     }
-    ps[j - j0] = s;
-    localMax = fmaxf(localMax, s);
+    if (visible) {
+      const long long ko = (static_cast<long long>(b) * capacity + j) * kRow + static_cast<long long>(kvh) * headDim;
+      if (MODE == ATTN_EXPECTATION) {
+        float dot = 0.0f, kk = 0.0f;
+        for (int d = 0; d < headDim; d++) {
+          const float kd = load_as_f32(kCache, ko + d, cacheDtype);
+          dot = fmaf(qs[d], kd, dot);
+          kk = fmaf(kd, kd, kk);
+        }
+        s = expectation_weight(dot, kk, bits);
+        localMax = 0.0f;  // a visible key, whatever its weight
+      } else {
+        float dot = 0.0f;
+        if (MODE == ATTN_RELATIVE) {
+          const int index = indexRow[j];
+          const float* rk = relKeys ? relative_slice(relKeys, relKeysPerHead, relative_row(index, relKeysRows), h, heads, headDim) : nullptr;
+          const float* rq = relQueries ? relative_slice(relQueries, relQueriesPerHead, relative_row(index, relQueriesRows), h, heads, headDim) : nullptr;
+          for (int d = 0; d < headDim; d++) {
+            const float kd = load_as_f32(kCache, ko + d, cacheDtype);
+            dot = fmaf(qs[d], kd, dot);
+            if (rk) dot = fmaf(qs[d], rk[d], dot);
+            if (rq) dot = fmaf(kd, rq[d], dot);
+          }
+        } else {
+          for (int d = 0; d < headDim; d++) dot = fmaf(qs[d], load_as_f32(kCache, ko + d, cacheDtype), dot);
+        }
+        s = attention_score(dot, scale, alibi != nullptr, alibi ? alibi[h] : 0.0f, keyPositions ? keyPositions[static_cast<long long>(b) * keys + j] : 0,
+                            alibiScaled, softcap, biasValue);
+        localMax = fmaxf(localMax, s);
+      }
+    }
+    if (MODE == ATTN_RELATIVE) valueRows[j - j0] = relValues ? relative_row(indexRow[j], relValuesRows) : 0;
+    ps[j - j0] = MODE == ATTN_EXPECTATION && !visible ? 0.0f : s;
   }
   const float m = block_max(localMax, scratch);
   float localSum = 0.0f;
   for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
     const float s = ps[j - j0];
-    const float p = s == neg_inf() ? 0.0f : expf(s - m);
+    const float p = MODE == ATTN_EXPECTATION ? s : (s == neg_inf() ? 0.0f : expf(s - m));
     ps[j - j0] = p;
     localSum += p;
   }
-  const float l = block_sum(localSum, scratch);  // its barriers also publish ps
+  const float l = block_sum(localSum, scratch);  // its barriers also publish ps (and valueRows)
   const long long part = (static_cast<long long>(row) * heads + h) * splits + split;
+  const long long vo = static_cast<long long>(b) * capacity * vRow + static_cast<long long>(kvh) * valueDim;
   for (int d = threadIdx.x; d < valueDim; d += blockDim.x) {
     float o = 0.0f;
     for (int j = j0; j < j1; j++) {
       const float p = ps[j - j0];
-      if (p != 0.0f) o = fmaf(p, load_as_f32(vCache, (static_cast<long long>(b) * capacity + j) * vRow + static_cast<long long>(kvh) * valueDim + d, cacheDtype), o);
+      if (p == 0.0f) continue;
+      float v = load_as_f32(vCache, vo + static_cast<long long>(j) * vRow + d, cacheDtype);
+      if (MODE == ATTN_RELATIVE && relValues) v += relative_slice(relValues, relValuesPerHead, valueRows[j - j0], h, heads, valueDim)[d];
+      o = fmaf(p, v, o);
     }
     partOut[part * valueDim + d] = o;
   }
@@ -593,19 +660,57 @@ KERNEL void tp_attention_partial(float* partOut, float* partMax, float* partSum,
   }
 }
 
-/** out[row, h, :] = Σ_s o_s · e^(m_s - M) / Σ_s l_s · e^(m_s - M); zeros when no key was visible. */
-KERNEL void tp_attention_merge(float* out, const float* partOut, const float* partMax, const float* partSum, int heads, int valueDim, int splits) {
+#define ATTENTION_PARTIAL_PARAMS                                                                                                                      \
+  float *partOut, float *partMax, float *partSum, const float *q, const void *kCache, const void *vCache, int cacheDtype, const int *keyMask,         \
+      const int *keyPositions, const float *bias, long long biasBatchStride, const float *alibi, const int *relIndex, const float *relKeys,         \
+      int relKeysRows, int relKeysPerHead, const float *relQueries, int relQueriesRows, int relQueriesPerHead, const float *relValues,              \
+      int relValuesRows, int relValuesPerHead, int rows, int start, int keys, int capacity, int heads, int kvHeads, int headDim, int valueDim,      \
+      float scale, int causal, int alibiScaled, int window, float softcap, int bits, int chunk
+#define ATTENTION_PARTIAL_ARGS                                                                                                                         \
+  partOut, partMax, partSum, q, kCache, vCache, cacheDtype, keyMask, keyPositions, bias, biasBatchStride, alibi, relIndex, relKeys, relKeysRows,     \
+      relKeysPerHead, relQueries, relQueriesRows, relQueriesPerHead, relValues, relValuesRows, relValuesPerHead, rows, start, keys, capacity, heads, \
+      kvHeads, headDim, valueDim, scale, causal, alibiScaled, window, softcap, bits, chunk
+
+KERNEL void tp_attention_partial(ATTENTION_PARTIAL_PARAMS) { attention_partial<ATTN_SOFTMAX>(ATTENTION_PARTIAL_ARGS); }
+KERNEL void tp_attention_partial_relative(ATTENTION_PARTIAL_PARAMS) { attention_partial<ATTN_RELATIVE>(ATTENTION_PARTIAL_ARGS); }
+KERNEL void tp_attention_partial_expectation(ATTENTION_PARTIAL_PARAMS) { attention_partial<ATTN_EXPECTATION>(ATTENTION_PARTIAL_ARGS); }
+
+/**
+ * out[row, h, :] = Σ_s o_s · e^(m_s - M), then divided by Σ_s l_s · e^(m_s - M) (softmax) or, with
+ * NORMALIZE (expectation scoring), by max(‖·‖, 1e-12) as transformers' F.normalize does; zeros when
+ * no key was visible. One block per (row, head).
+ */
+template <bool NORMALIZE>
+__device__ void attention_merge(float* out, const float* partOut, const float* partMax, const float* partSum, int heads, int valueDim, int splits) {
+  __shared__ float scratch[32];
   const long long rh = blockIdx.x;  // row · heads + h
   float M = neg_inf();
   for (int s = 0; s < splits; s++) M = fmaxf(M, partMax[rh * splits + s]);
   float L = 0.0f;
   for (int s = 0; s < splits; s++) L += partSum[rh * splits + s] * merge_weight(partMax[rh * splits + s], M);
+  float squares = 0.0f;
   for (int d = threadIdx.x; d < valueDim; d += blockDim.x) {
     float o = 0.0f;
     if (M != neg_inf())
       for (int s = 0; s < splits; s++) o += partOut[(rh * splits + s) * valueDim + d] * merge_weight(partMax[rh * splits + s], M);
-    out[rh * valueDim + d] = M == neg_inf() ? 0.0f : o / L;
+    if (NORMALIZE) {
+      out[rh * valueDim + d] = o;
+      squares = fmaf(o, o, squares);
+    } else {
+      out[rh * valueDim + d] = M == neg_inf() ? 0.0f : o / L;
+    }
   }
+  if (NORMALIZE) {
+    const float inv = l2_inverse(block_sum(squares, scratch));
+    for (int d = threadIdx.x; d < valueDim; d += blockDim.x) out[rh * valueDim + d] *= inv;  // this thread's own writes
+  }
+}
+
+KERNEL void tp_attention_merge(float* out, const float* partOut, const float* partMax, const float* partSum, int heads, int valueDim, int splits) {
+  attention_merge<false>(out, partOut, partMax, partSum, heads, valueDim, splits);
+}
+KERNEL void tp_attention_merge_normalized(float* out, const float* partOut, const float* partMax, const float* partSum, int heads, int valueDim, int splits) {
+  attention_merge<true>(out, partOut, partMax, partSum, heads, valueDim, splits);
 }
 
 // ───────────────────────────── collectives on one process ─────────────────────────────

@@ -202,6 +202,34 @@ TP_HD float attention_score(float dot, float scale, int hasAlibi, float slope, i
   return s + bias;
 }
 
+/**
+ * Whether an additive bias entry masks its key as padding does (interface version 3: ≤ -1e30, which
+ * includes -Infinity). Such a key gets weight 0, and a query left without keys outputs zeros, rather
+ * than a softmax over scores that are all near -1e30 (which would weigh them equally).
+ */
+TP_HD bool attention_bias_masks(float bias) { return bias <= -1e30f; }
+
+/** The relative-position table row for an index, clamped into [0, positions) (the host checks what it can). */
+TP_HD int relative_row(int index, int positions) { return index < 0 ? 0 : (index >= positions ? positions - 1 : index); }
+
+/** 1 / max(‖x‖, 1e-12) from Σx²: torch.nn.functional.normalize's divisor (eps 1e-12), inverted. */
+TP_HD float l2_inverse(float squares) {
+  float n = sqrtf(squares);
+  return 1.0f / (n > 1e-12f ? n : 1e-12f);
+}
+
+/**
+ * YOSO's expected LSH collision weight of one key (transformers' YosoCumulation): (1 − acos(q̂·k̂)/π)^bits,
+ * from q̂·k (q already normalized) and Σk² (k normalized here, as F.normalize does: divided by
+ * max(‖k‖, 1e-12)). The cosine is clamped into [-1, 1]: rounding may push q̂·k̂ of parallel vectors
+ * past 1, where acos has no value.
+ */
+TP_HD float expectation_weight(float qHatDotK, float keySquares, int bits) {
+  float c = qHatDotK * l2_inverse(keySquares);
+  c = c > 1.0f ? 1.0f : (c < -1.0f ? -1.0f : c);
+  return powf(1.0f - acosf(c) * 0.318309886183790672f, static_cast<float>(bits));  // 1/π
+}
+
 /** Negative infinity without a header. */
 TP_HD float neg_inf() { return bits_f32(0xff800000u); }
 

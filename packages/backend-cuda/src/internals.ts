@@ -5,6 +5,7 @@
  */
 export { CudaRank, CudaTensor, kernelNames, type CudaRankOptions, type RankDevice, type CudaCollective } from './rank.js';
 export { DeviceCollective, NcclCollective, createCudaCommunicator, abortCudaCommunicator, chooseMode, type CudaCommunicatorInit } from './collective.js';
-export { KERNELS, argLayout, packArgs, DTYPE_CODE, ACTIVATION_CODE, type KernelName, type ArgKind } from './kernels.js';
+export { KERNELS, ATTENTION_PARTIAL_ORDER, argLayout, attentionPartialArgs, packArgs, DTYPE_CODE, ACTIVATION_CODE, type AttentionPartialArgs, type KernelName, type ArgKind } from './kernels.js';
+export { attentionVariant, type AttentionShape, type AttentionVariant } from './attention.js';
 export type { NativeContext, NativeDevice, NativeMath, Native, Handle } from './native.js';
 export { loadNative, loadFatbin } from './native.js';

@@ -17,6 +17,17 @@ const L = 'i64' as const;
 
 const GEMV = [P, P, P, P, I, I, I, I, I] as const; // out, x, w, bias, biasDtype, M, K, N, kChunk
 const GEMM = [P, P, P, P, I, I, I, I] as const; // y, x, w, bias, biasDtype, M, K, N
+/**
+ * The three specialisations of kernels.cu's attention_partial (softmax, relative, expectation) take
+ * the same parameters, in ATTENTION_PARTIAL_ORDER's order; each ignores those it does not use.
+ */
+export const ATTENTION_PARTIAL_ORDER = [
+  'partOut', 'partMax', 'partSum', 'q', 'kCache', 'vCache', 'cacheDtype', 'keyMask', 'keyPositions', 'bias', 'biasBatchStride', 'alibi',
+  'relIndex', 'relKeys', 'relKeysRows', 'relKeysPerHead', 'relQueries', 'relQueriesRows', 'relQueriesPerHead', 'relValues', 'relValuesRows', 'relValuesPerHead',
+  'rows', 'start', 'keys', 'capacity', 'heads', 'kvHeads', 'headDim', 'valueDim', 'scale', 'causal', 'alibiScaled', 'window', 'softcap', 'bits', 'chunk',
+] as const;
+const ATTENTION_PARTIAL = [P, P, P, P, P, P, I, P, P, P, L, P, P, P, I, I, P, I, I, P, I, I, I, I, I, I, I, I, I, I, F, I, I, I, F, I, I] as const;
+const ATTENTION_MERGE = [P, P, P, P, I, I, I] as const; // out, partOut, partMax, partSum, heads, valueDim, splits
 
 export const KERNELS = {
   tp_gemv_f32: GEMV,
@@ -45,14 +56,23 @@ export const KERNELS = {
   tp_kv_append: [P, I, P, I, I, I, I, I], // cache, cacheDtype, src, batch, rows, start, capacity, width
   tp_kv_move: [P, P, L, L, L], // dst, src, halves, srcPitch, dstPitch
   tp_kv_reorder: [P, P, P, L, L, I], // dst, src, order, halves, pitch, batch
-  // partOut, partMax, partSum, q, kCache, vCache, cacheDtype, keyMask, keyPositions, bias, alibi, rows, start, keys,
-  // capacity, heads, kvHeads, headDim, valueDim, scale, causal, alibiScaled, window, softcap, chunk
-  tp_attention_partial: [P, P, P, P, P, P, I, P, P, P, P, I, I, I, I, I, I, I, I, F, I, I, I, F, I],
-  tp_attention_merge: [P, P, P, P, I, I, I], // out, partOut, partMax, partSum, heads, valueDim, splits
+  tp_attention_partial: ATTENTION_PARTIAL,
+  tp_attention_partial_relative: ATTENTION_PARTIAL,
+  tp_attention_partial_expectation: ATTENTION_PARTIAL,
+  tp_attention_merge: ATTENTION_MERGE,
+  tp_attention_merge_normalized: ATTENTION_MERGE,
   tp_reduce_sum: [P, P, P, P, P, P, P, P, P, I, L], // y, p0…p7, count, n
 } as const satisfies Record<string, readonly ArgKind[]>;
 
 export type KernelName = keyof typeof KERNELS;
+
+/** The arguments of an attention_partial specialisation, by name (null pointers and unused values 0). */
+export type AttentionPartialArgs = Record<(typeof ATTENTION_PARTIAL_ORDER)[number], number>;
+
+/** `args` in the kernels' parameter order. */
+export function attentionPartialArgs(args: AttentionPartialArgs): number[] {
+  return ATTENTION_PARTIAL_ORDER.map((name) => args[name]);
+}
 
 const SIZE: Record<ArgKind, number> = { ptr: 8, i64: 8, i32: 4, f32: 4 };
 

@@ -96,6 +96,7 @@ export interface NativeMath {
   sinusoidal(positions: Int32Array, dim: number, kind: number): Float32Array;
   norm(x: Float32Array, width: number, layer: number, eps: number, plusOne: number, weight: Float32Array | null, bias: Float32Array | null): Float32Array;
   attention(args: Record<string, unknown>): Float32Array;
+  expectationWeight(qHatDotK: Float32Array, keySquares: Float32Array, bits: number): Float32Array;
   route(logits: Float32Array, rows: number, experts: number, topK: number, normalize: number): { experts: Int32Array; weights: Float32Array };
   topk(x: Float32Array, cols: number, k: number): { values: Float32Array; indices: Int32Array };
 }

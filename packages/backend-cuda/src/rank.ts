@@ -24,9 +24,11 @@ import {
 } from '@tp/core';
 import { convert, widen } from './convert.js';
 import { CudaError, translate } from './errors.js';
+import { attentionVariant } from './attention.js';
 import {
   ACTIVATION_CODE,
   attentionChunk,
+  attentionPartialArgs,
   DTYPE_CODE,
   GEMM_TILE,
   GEMV_MAX_M,
@@ -644,9 +646,11 @@ export class CudaRank implements Rank, RankDevice {
     if (qt.length !== batch * rows * spec.heads * spec.headDim) fail('attention', `q ${shapeText(qt.shape)} is not [${batch * rows}, ${spec.heads * spec.headDim}]`);
     if (batch !== c.batch) fail('attention', `the step has batch ${batch}, the cache ${c.batch}`);
     if ((k === undefined) !== (v === undefined)) fail('attention', 'k and v come together');
-    if (k && v) this.append(c, k as CudaTensor, v as CudaTensor, batch, rows, start);
     const mask = step.keyMask as CudaTensor;
     const keys = mask.shape[1] ?? 0;
+    // Checked before the append, so that a refused call leaves the cache as it was.
+    const variant = attentionVariant(spec, step, { batch, rows, keys, heads: spec.heads, headDim: spec.headDim, valueDim: spec.valueDim });
+    if (k && v) this.append(c, k as CudaTensor, v as CudaTensor, batch, rows, start);
     if (keys > c.capacity) fail('attention', `the key mask has ${keys} slots, the cache ${c.capacity}`);
     const out = this.tensor([batch * rows, spec.heads * spec.valueDim]);
     const blocks = spec.heads * batch * rows;
@@ -659,41 +663,36 @@ export class CudaRank implements Rank, RankDevice {
     const partOut = this.scratch(blocks * splits * spec.valueDim * 4);
     const partMax = this.scratch(blocks * splits * 4);
     const partSum = this.scratch(blocks * splits * 4);
-    const shared = (spec.headDim + chunk) * 4;
-    this.launch(
-      'tp_attention_partial',
-      [spec.heads, batch * rows, splits],
-      128,
-      [
-        partOut,
-        partMax,
-        partSum,
-        qt.ptr,
-        c.k,
-        c.v,
-        DTYPE_CODE[c.dtype],
-        mask.ptr,
-        (step.keyPositions as CudaTensor | undefined)?.ptr ?? 0,
-        (step.bias as CudaTensor | undefined)?.ptr ?? 0,
-        (spec.alibi as CudaTensor | undefined)?.ptr ?? 0,
-        rows,
-        start,
-        keys,
-        c.capacity,
-        spec.heads,
-        spec.kvHeads,
-        spec.headDim,
-        spec.valueDim,
-        spec.scale,
-        spec.mask === 'causal' ? 1 : 0,
-        spec.alibiScaled ? 1 : 0,
-        spec.window ?? 0,
-        spec.softcap ?? 0,
-        chunk,
-      ],
-      shared,
-    );
-    this.launch('tp_attention_merge', [blocks], Math.min(256, 32 * Math.ceil(spec.valueDim / 32)), [out.ptr, partOut, partMax, partSum, spec.heads, spec.valueDim, splits]);
+    const shared = (spec.headDim + chunk) * 4 + chunk * variant.sharedPerKey;
+    const args = attentionPartialArgs({
+      partOut,
+      partMax,
+      partSum,
+      q: qt.ptr,
+      kCache: c.k,
+      vCache: c.v,
+      cacheDtype: DTYPE_CODE[c.dtype],
+      keyMask: mask.ptr,
+      keyPositions: (step.keyPositions as CudaTensor | undefined)?.ptr ?? 0,
+      alibi: (spec.alibi as CudaTensor | undefined)?.ptr ?? 0,
+      ...variant.args,
+      rows,
+      start,
+      keys,
+      capacity: c.capacity,
+      heads: spec.heads,
+      kvHeads: spec.kvHeads,
+      headDim: spec.headDim,
+      valueDim: spec.valueDim,
+      scale: spec.scale,
+      causal: spec.mask === 'causal' ? 1 : 0,
+      alibiScaled: spec.alibiScaled ? 1 : 0,
+      window: spec.window ?? 0,
+      softcap: spec.softcap ?? 0,
+      chunk,
+    });
+    this.launch(variant.partial, [spec.heads, batch * rows, splits], 128, args, shared);
+    this.launch(variant.merge, [blocks], Math.min(256, 32 * Math.ceil(spec.valueDim / 32)), [out.ptr, partOut, partMax, partSum, spec.heads, spec.valueDim, splits]);
     this.release(partOut);
     this.release(partMax);
     this.release(partSum);

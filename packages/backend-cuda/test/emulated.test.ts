@@ -6,7 +6,7 @@
  * the bf16 hi/lo split), KV-cache growth, attention splits, and the collective protocol across
  * worker threads (pointers, widths, aborts, timeouts). The CUDA code itself runs only on a GPU.
  */
-import { hostTensor } from '@tp/core';
+import { hostTensor, type AttentionSpec, type AttentionStep } from '@tp/core';
 import { conformanceCases, reference as ref } from '@tp/core/testing';
 import { describe, expect, it } from 'vitest';
 import type { CudaRank } from '../src/rank.js';
@@ -114,6 +114,165 @@ describe.skipIf(addon === undefined)('paths the conformance sizes do not reach',
       const want = ref.attention({ q, kCache: kAll, vCache: vAll, slots: prefill + 1, batch, rows: 1, start: prefill, keys: prefill + 1, keyMask: new Int32Array(prefill + 1).fill(1), heads, kvHeads, headDim, valueDim: headDim, scale: 0.25, mask: 'causal' });
       expectClose('long-cache attention', got, want, { relOfMax: 2e-5 });
       expect(cache.length).toBe(prefill + 1);
+      rank.freeKvCache(cache);
+    });
+  });
+});
+
+describe.skipIf(addon === undefined)('attention, interface version 3, through CudaRank (long caches: several splits, merged)', () => {
+  const [heads, kvHeads, headDim, valueDim] = [4, 2, 8, 6];
+  const prefill = 600;
+  const keys = prefill + 1;
+  const positions = 64;
+  /** DeBERTa-like bucketed relative distance of query slot i and key slot j. */
+  const bucket = (i: number, j: number) => Math.min(positions - 1, Math.max(0, i - j + positions / 2));
+
+  /**
+   * Prefill `prefill` rows, then decode one; returns both outputs, the reference for both, and the
+   * kernels launched by the decode.
+   */
+  async function prefillThenDecode(rank: CudaRank, spec: AttentionSpec, kvDtype: 'f32' | 'bf16', extra: (rows: number, start: number, keys: number) => Partial<AttentionStep>, reference: (rows: number, start: number, keys: number) => Partial<Parameters<typeof ref.attention>[0]>) {
+    const next = random(keys);
+    const q = uniform(next, keys * heads * headDim);
+    const k = uniform(next, keys * kvHeads * headDim);
+    const v = uniform(next, keys * kvHeads * valueDim);
+    const cache = rank.createKvCache(1, kvHeads, headDim, valueDim, kvDtype);
+    const outputs: Float32Array[] = [];
+    const expected: Float64Array[] = [];
+    const plain: Float64Array[] = [];
+    let decodeLaunches = new Map<string, number>();
+    for (const [start, rows] of [
+      [0, prefill],
+      [prefill, 1],
+    ] as const) {
+      const visible = start + rows;
+      const slice = (x: Float32Array, width: number) => x.subarray(start * width, visible * width);
+      rank.beginStep();
+      const before = new Map(launches(rank));
+      const step: AttentionStep = { batch: 1, rows, start, keyMask: rank.upload(hostTensor(new Int32Array(visible).fill(1), [1, visible])), ...extra(rows, start, visible) };
+      const y = rank.attention(
+        rank.upload(hostTensor(slice(q, heads * headDim), [rows, heads * headDim])),
+        rank.upload(hostTensor(slice(k, kvHeads * headDim), [rows, kvHeads * headDim])),
+        rank.upload(hostTensor(slice(v, kvHeads * valueDim), [rows, kvHeads * valueDim])),
+        cache,
+        step,
+        spec,
+      );
+      outputs.push((await rank.download(y)) as Float32Array);
+      await rank.endStep();
+      decodeLaunches = new Map([...launches(rank)].map(([name, n]) => [name, n - (before.get(name) ?? 0)]));
+      const common = {
+        q: slice(q, heads * headDim), kCache: ref.roundToDtype(k.subarray(0, visible * kvHeads * headDim), kvDtype), vCache: ref.roundToDtype(v.subarray(0, visible * kvHeads * valueDim), kvDtype),
+        slots: visible, batch: 1, rows, start, keys: visible, keyMask: new Int32Array(visible).fill(1), heads, kvHeads, headDim, valueDim, scale: spec.scale, mask: spec.mask,
+      };
+      expected.push(ref.attention({ ...common, ...reference(rows, start, visible) }));
+      plain.push(ref.attention(common));
+    }
+    rank.freeKvCache(cache);
+    return { outputs, expected, plain, decodeLaunches };
+  }
+
+  const maxDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+  const relativeIndex = (rows: number, start: number, keys: number) => Int32Array.from({ length: rows * keys }, (_, e) => bucket(start + Math.floor(e / keys), e % keys));
+
+  it('relative terms (keys per head, queries shared, values per head): the relative kernel, within 2e-5 of the reference', async () => {
+    await withRank({}, async (rank) => {
+      const next = random(77);
+      const tables = { keys: uniform(next, positions * heads * headDim), queries: uniform(next, positions * headDim), values: uniform(next, positions * heads * valueDim) };
+      const spec: AttentionSpec = {
+        heads, kvHeads, headDim, valueDim, scale: 1 / Math.sqrt(3 * headDim), mask: 'causal',
+        relative: { keys: rank.upload(hostTensor(tables.keys, [positions, heads * headDim])), queries: rank.upload(hostTensor(tables.queries, [positions, headDim])), values: rank.upload(hostTensor(tables.values, [positions, heads * valueDim])) },
+      };
+      const r = await prefillThenDecode(
+        rank, spec, 'f32',
+        (rows, start, k) => ({ relativeIndex: rank.upload(hostTensor(relativeIndex(rows, start, k), [rows, k])) }),
+        (rows, start, k) => ({ relative: { positions, index: relativeIndex(rows, start, k), ...tables } }),
+      );
+      expect(r.decodeLaunches.get('tp_attention_partial_relative')).toBe(1);
+      expect(r.decodeLaunches.get('tp_attention_partial') ?? 0).toBe(0);
+      r.outputs.forEach((got, i) => expectClose(`relative attention, call ${i + 1}`, got, r.expected[i]!, { relOfMax: 2e-5 }));
+      // the terms matter: plain attention is far from the answer
+      expect(maxDifference(r.expected[1]!, r.plain[1]!)).toBeGreaterThan(0.05);
+    });
+  });
+
+  it('expectation scoring over a bf16 cache (a bias and ALiBi given and ignored): its own kernels, unit rows, within 2e-5 of the reference', async () => {
+    await withRank({}, async (rank) => {
+      const spec: AttentionSpec = {
+        heads, kvHeads, headDim, valueDim, scale: 0.125, mask: 'causal', scoring: { kind: 'expectation', bits: 8 },
+        alibi: rank.upload(hostTensor(Float32Array.from({ length: heads }, (_, h) => 0.5 / (h + 1)))),
+      };
+      const r = await prefillThenDecode(
+        rank, spec, 'bf16',
+        (rows, start, k) => ({ bias: rank.upload(hostTensor(new Float32Array(heads * rows * k).fill(-Infinity), [heads, rows, k])), keyPositions: rank.upload(hostTensor(Int32Array.from({ length: k }, (_, j) => j), [1, k])) }),
+        () => ({ expectation: { bits: 8 } }),
+      );
+      expect(r.decodeLaunches.get('tp_attention_partial_expectation')).toBe(1);
+      expect(r.decodeLaunches.get('tp_attention_merge_normalized')).toBe(1);
+      expect(r.decodeLaunches.get('tp_attention_merge') ?? 0).toBe(0);
+      r.outputs.forEach((got, i) => expectClose(`expectation attention, call ${i + 1}`, got, r.expected[i]!, { relOfMax: 2e-5 }));
+      expect(maxDifference(r.expected[1]!, r.plain[1]!)).toBeGreaterThan(0.05);
+      const decode = r.outputs[1]!;
+      for (let h = 0; h < heads; h++) expect(Math.hypot(...decode.subarray(h * valueDim, (h + 1) * valueDim))).toBeCloseTo(1, 5);
+    });
+  });
+
+  it('a per-sequence bias [batch, heads, rows, keys] with ≤ -1e30 entries (one query left with no key: zeros), against a shared one', async () => {
+    await withRank({}, async (rank) => {
+      const [batch, rows] = [3, 5];
+      const next = random(5);
+      const q = uniform(next, batch * rows * heads * headDim);
+      const k = uniform(next, batch * rows * kvHeads * headDim);
+      const v = uniform(next, batch * rows * kvHeads * valueDim);
+      const keyMask = Int32Array.from({ length: batch * rows }, (_, i) => (i === rows * 2 - 1 ? 0 : 1)); // sequence 1 right-padded by one
+      const bias = uniform(next, batch * heads * rows * rows, -2, 2);
+      bias.forEach((_, i) => {
+        if (next() < 0.3) bias[i] = [-1e30, -3e38, -Infinity][i % 3]!;
+      });
+      const hidden = ((2 * heads + 1) * rows + 3) * rows; // sequence 2, head 1, query 3: every key hidden
+      bias.fill(-1e30, hidden, hidden + rows);
+      const spec: AttentionSpec = { heads, kvHeads, headDim, valueDim, scale: 0.35, mask: 'bidirectional' };
+      const want = ref.attention({ q, kCache: k, vCache: v, slots: rows, batch, rows, start: 0, keys: rows, keyMask, bias, heads, kvHeads, headDim, valueDim, scale: spec.scale, mask: spec.mask });
+      const run = async (b: Float32Array, shape: number[]) => {
+        const cache = rank.createKvCache(batch, kvHeads, headDim, valueDim, 'f32');
+        rank.beginStep();
+        const y = rank.attention(
+          rank.upload(hostTensor(q, [batch * rows, heads * headDim])), rank.upload(hostTensor(k, [batch * rows, kvHeads * headDim])), rank.upload(hostTensor(v, [batch * rows, kvHeads * valueDim])),
+          cache, { batch, rows, start: 0, keyMask: rank.upload(hostTensor(keyMask, [batch, rows])), bias: rank.upload(hostTensor(b, shape)) }, spec,
+        );
+        const got = (await rank.download(y)) as Float32Array;
+        await rank.endStep();
+        rank.freeKvCache(cache);
+        return got;
+      };
+      const got = await run(bias, [batch, heads, rows, rows]);
+      expectClose('per-sequence bias', got, want, { relOfMax: 2e-5 });
+      const zeros = ((2 * rows + 3) * heads + 1) * valueDim;
+      expect(Array.from(got.subarray(zeros, zeros + valueDim))).toEqual(Array<number>(valueDim).fill(0));
+      // sequence 0's slice of the bias, shared by the batch, gives sequence 0's answer to every sequence that sees the same keys
+      const shared = bias.slice(0, heads * rows * rows);
+      const sharedWant = ref.attention({ q, kCache: k, vCache: v, slots: rows, batch, rows, start: 0, keys: rows, keyMask, bias: shared, heads, kvHeads, headDim, valueDim, scale: spec.scale, mask: spec.mask });
+      expectClose('shared bias', await run(shared, [heads, rows, rows]), sharedWant, { relOfMax: 2e-5 });
+    });
+  });
+
+  it('a refused call (bad relative index, bias, bits) throws at enqueue and leaves the KV cache as it was', async () => {
+    await withRank({}, async (rank) => {
+      const cache = rank.createKvCache(1, kvHeads, headDim, valueDim, 'f32');
+      rank.beginStep();
+      const x = (rows: number, width: number) => rank.upload(hostTensor(new Float32Array(rows * width).fill(0.5), [rows, width]));
+      const mask = rank.upload(hostTensor(new Int32Array(3).fill(1), [1, 3]));
+      const spec: AttentionSpec = { heads, kvHeads, headDim, valueDim, scale: 1, mask: 'causal' };
+      const call = (s: AttentionSpec, extra: Partial<AttentionStep>) => () => rank.attention(x(3, heads * headDim), x(3, kvHeads * headDim), x(3, kvHeads * valueDim), cache, { batch: 1, rows: 3, start: 0, keyMask: mask, ...extra }, s);
+      const table = rank.upload(hostTensor(new Float32Array(4 * headDim), [4, headDim]));
+      expect(call({ ...spec, relative: { keys: table } }, { relativeIndex: rank.upload(hostTensor(Int32Array.from([0, 1, 2, 3, 4, 0, 1, 2, 3]), [3, 3])) })).toThrow(/relativeIndex\[1, 1\] = 4 is outside the relative keys table's rows \[0, 4\)/);
+      expect(call({ ...spec, relative: { keys: table } }, {})).toThrow(/needs step\.relativeIndex/);
+      expect(call(spec, { bias: rank.upload(hostTensor(new Float32Array(heads * 9), [heads, 9])) })).toThrow(/the bias is f32 \[4, 9\]/);
+      expect(call({ ...spec, scoring: { kind: 'expectation', bits: 0 } }, {})).toThrow(/bits ≥ 1, not 0/);
+      expect(cache.length).toBe(0);
+      call(spec, {})();
+      expect(cache.length).toBe(3);
+      await rank.endStep();
       rank.freeKvCache(cache);
     });
   });

@@ -200,6 +200,114 @@ d('attention (attention_visible, attention_score, merge_weight: split over the k
   }
 });
 
+d('attention, interface version 3 (relative terms, per-sequence and masking bias, expectation scoring: relative_row, attention_bias_masks, expectation_weight, l2_inverse)', () => {
+  type Layout = 'head' | 'shared';
+  interface Case {
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    valueDim?: number;
+    batch: number;
+    rows: number;
+    start: number;
+    causal: boolean;
+    chunk: number;
+    bias?: 'shared' | 'sequence';
+    /** Put ≤ -1e30 entries (-1e30, -3e38, -Infinity) in the bias, hiding every key of one query somewhere. */
+    masking?: boolean;
+    relative?: { positions: number; keys?: Layout; queries?: Layout; values?: Layout };
+    bits?: number;
+    alibi?: boolean;
+    softcap?: number;
+    padding?: number[];
+  }
+  const cases: Case[] = [
+    { heads: 4, kvHeads: 2, headDim: 6, batch: 2, rows: 3, start: 4, causal: true, chunk: 3, relative: { positions: 9, keys: 'head', queries: 'head', values: 'head' } },
+    { heads: 3, kvHeads: 3, headDim: 5, valueDim: 4, batch: 1, rows: 5, start: 0, causal: false, chunk: 2, relative: { positions: 9, keys: 'shared', values: 'shared' } },
+    { heads: 2, kvHeads: 1, headDim: 8, batch: 2, rows: 2, start: 6, causal: true, chunk: 4, relative: { positions: 15, queries: 'shared' }, alibi: true, softcap: 3, bias: 'shared', padding: [2, 0] },
+    { heads: 4, kvHeads: 4, headDim: 4, batch: 1, rows: 4, start: 0, causal: false, chunk: 3, relative: { positions: 7, keys: 'head', queries: 'shared', values: 'head' }, bias: 'sequence' },
+    { heads: 3, kvHeads: 1, headDim: 5, batch: 3, rows: 4, start: 0, causal: false, chunk: 3, bias: 'sequence', masking: true, padding: [0, 1, 0] },
+    { heads: 2, kvHeads: 2, headDim: 6, batch: 2, rows: 2, start: 5, causal: true, chunk: 2, bias: 'shared', masking: true },
+    { heads: 4, kvHeads: 2, headDim: 8, batch: 2, rows: 3, start: 0, causal: false, chunk: 2, bits: 8, padding: [0, 2] },
+    { heads: 2, kvHeads: 2, headDim: 16, valueDim: 12, batch: 1, rows: 3, start: 9, causal: true, chunk: 5, bits: 1 },
+    { heads: 2, kvHeads: 1, headDim: 64, batch: 1, rows: 2, start: 300, causal: true, chunk: 128, bits: 32 },
+  ];
+  for (const [n, c] of cases.entries()) {
+    const rel = c.relative;
+    const text = `${c.causal ? 'causal' : 'bidirectional'} heads ${c.heads}/${c.kvHeads} dim ${c.headDim}${c.valueDim ? `/${c.valueDim}` : ''}, batch ${c.batch} × ${c.rows} rows at ${c.start}, chunks of ${c.chunk}${
+      rel ? `, relative (${rel.positions} positions; keys ${rel.keys ?? '-'}, queries ${rel.queries ?? '-'}, values ${rel.values ?? '-'})` : ''
+    }${c.bias ? `, ${c.bias === 'shared' ? 'shared' : 'per-sequence'} bias${c.masking ? ' with ≤ -1e30 entries' : ''}` : ''}${c.alibi ? ', ALiBi' : ''}${c.softcap ? `, softcap ${c.softcap}` : ''}${c.bits ? `, expectation ${c.bits} bits` : ''}`;
+    it(text, () => {
+      const next = random(2000 + n);
+      const valueDim = c.valueDim ?? c.headDim;
+      const keys = c.causal ? c.start + c.rows : c.rows;
+      const capacity = keys + 2;
+      const kw = c.kvHeads * c.headDim;
+      const vw = c.kvHeads * valueDim;
+      const q = uniform(next, c.batch * c.rows * c.heads * c.headDim);
+      const kCache = uniform(next, c.batch * capacity * kw);
+      const vCache = uniform(next, c.batch * capacity * vw);
+      const padding = c.padding ?? Array<number>(c.batch).fill(0);
+      const keyMask = Int32Array.from({ length: c.batch * keys }, (_, i) => (c.causal ? (i % keys >= padding[Math.floor(i / keys)]! ? 1 : 0) : i % keys < keys - padding[Math.floor(i / keys)]! ? 1 : 0));
+      const keyPositions = Int32Array.from({ length: c.batch * keys }, (_, i) => Math.max(0, (i % keys) - padding[Math.floor(i / keys)]!));
+      const biasCount = (c.bias === 'sequence' ? c.batch : 1) * c.heads * c.rows * keys;
+      const bias = c.bias ? uniform(next, biasCount, -2, 2) : undefined;
+      if (bias && c.masking) {
+        const masks = [-1e30, -3e38, -Infinity];
+        for (let i = 0; i < bias.length; i++) if (next() < 0.3) bias[i] = masks[i % 3]!;
+        bias.fill(-Infinity, c.rows * keys, c.rows * keys + keys); // every key of one query row of head 1 (sequence 0) hidden: zeros
+      }
+      const alibi = c.alibi ? Float32Array.from({ length: c.heads }, (_, h) => 2 ** ((-8 * (h + 1)) / c.heads)) : undefined;
+      const tableOf = (layout: Layout | undefined, width: number) => (layout === undefined ? undefined : uniform(next, rel!.positions * (layout === 'head' ? c.heads : 1) * width));
+      const relKeys = tableOf(rel?.keys, c.headDim);
+      const relQueries = tableOf(rel?.queries, c.headDim);
+      const relValues = tableOf(rel?.values, valueDim);
+      const relIndex = rel ? Int32Array.from({ length: c.rows * keys }, (_, i) => Math.min(rel.positions - 1, Math.max(0, Math.floor(i / keys) + c.start - (i % keys) + (rel.positions >> 1)))) : undefined;
+      const scale = 1 / Math.sqrt(c.headDim);
+      const hostTable = (data: Float32Array | undefined, layout: Layout | undefined) => (data ? { data, positions: rel!.positions, perHead: layout === 'head' } : null);
+      const got = math!.attention({
+        q, kCache, vCache, keyMask, keyPositions: alibi ? keyPositions : null, bias: bias ?? null, biasPerSequence: c.bias === 'sequence', alibi: alibi ?? null,
+        batch: c.batch, rows: c.rows, start: c.causal ? c.start : 0, keys, capacity, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, valueDim, scale,
+        causal: c.causal ? 1 : 0, alibiScaled: 0, window: 0, softcap: c.softcap ?? 0, chunk: c.chunk, bits: c.bits ?? 0,
+        relIndex: relIndex ?? null, relKeys: hostTable(relKeys, rel?.keys), relQueries: hostTable(relQueries, rel?.queries), relValues: hostTable(relValues, rel?.values),
+      });
+      const want = ref.attention({
+        q, kCache, vCache, slots: capacity, batch: c.batch, rows: c.rows, start: c.causal ? c.start : 0, keys, keyMask, keyPositions,
+        ...(bias ? { bias } : {}), ...(alibi ? { alibi } : {}), ...(c.softcap ? { softcap: c.softcap } : {}),
+        ...(rel ? { relative: { positions: rel.positions, index: relIndex!, ...(relKeys ? { keys: relKeys } : {}), ...(relQueries ? { queries: relQueries } : {}), ...(relValues ? { values: relValues } : {}) } } : {}),
+        ...(c.bits ? { expectation: { bits: c.bits } } : {}),
+        heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, valueDim, scale, mask: c.causal ? 'causal' : 'bidirectional',
+      });
+      if (c.masking) {
+        // the fully hidden query row outputs zeros (not a softmax over equal -1e30 scores)
+        const row = 0 * c.rows + 0;
+        expect(Array.from(got.subarray((row * c.heads + 1) * valueDim, (row * c.heads + 2) * valueDim))).toEqual(Array<number>(valueDim).fill(0));
+      }
+      if (c.bits) {
+        // every output row of a head is a unit vector (or zeros)
+        for (let r = 0; r < c.batch * c.rows * c.heads; r++) {
+          const norm = Math.hypot(...got.subarray(r * valueDim, (r + 1) * valueDim));
+          expect(norm === 0 || Math.abs(norm - 1) < 1e-5, `row ${r} norm ${norm}`).toBe(true);
+        }
+      }
+      expectClose('attention', got, want, { relOfMax: 2e-5 });
+    });
+  }
+
+  it('expectation_weight: (1 − acos(c)/π)^bits, c = q̂·k / max(‖k‖, 1e-12) clamped into [-1, 1]', () => {
+    // parallel, parallel past 1 by rounding (acos would be NaN), orthogonal, opposite, a zero key, then random cosines
+    const next = random(5);
+    const dots = Float32Array.from([5, 1.0000004, 0, -2, 0, ...uniform(next, 200)]);
+    const squares = Float32Array.from([25, 1, 7, 4, 0, ...Array.from({ length: 200 }, () => 1)]);
+    for (const bits of [1, 3, 16]) {
+      const got = math!.expectationWeight(dots, squares, bits);
+      expect(Array.from(got.subarray(0, 2))).toEqual([1, 1]); // acos(1) = 0 exactly, also for a cosine rounded past 1
+      const want = Array.from(dots, (d, i) => (1 - Math.acos(Math.min(1, Math.max(-1, d / Math.max(Math.sqrt(squares[i]!), 1e-12)))) / Math.PI) ** bits);
+      expectClose(`expectation weights, ${bits} bits`, got, want, { rel: 2e-6, abs: 1e-7 });
+    }
+  });
+});
+
 d('selection (route_row, ranks_before)', () => {
   for (const o of [
     { rows: 5, experts: 4, topK: 2, normalize: true },

@@ -106,7 +106,7 @@ describe.skipIf(!distBuilt || addon === undefined || cc === undefined)('with a f
   it('the override loads it (dlsym of the versioned names, no cuGetProcAddress), and probe() lists the GPU', () => {
     const p = child('return await m.probeCuda();', { TP_CUDA_LIBCUDA: fake }) as { available: boolean; devices: Array<{ name: string; memoryBytes: number }>; driverVersion: number; libraries: Array<{ looked: string[]; path?: string; versionText?: string }> };
     expect(p.available).toBe(true);
-    expect(p.devices).toEqual([{ name: 'Fake GPU (sm_90, 132 SMs, 0000:00:00)', memoryBytes: 141 * 2 ** 30 }]);
+    expect(p.devices).toEqual([{ name: 'Fake GPU (sm_90, 132 SMs, 0000:00:00)', memoryBytes: 141 * 2 ** 30, details: { 'compute capability': '9.0', multiprocessors: 132, 'PCI bus': '0000:00:00' } }]);
     expect(p.driverVersion).toBe(13000);
     expect(p.libraries[0]!.path).toBe(fake);
     expect(p.libraries[0]!.versionText).toBe('13.0');

@@ -10,6 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KERNELS } from '@tp/backend-cuda/internals';
+import { conformanceCases } from '@tp/core/testing';
+import { backend as cpu } from '@tp/backend-cpu';
+import { ATTENTION_V3 } from '../lib/cases.mjs';
 
 const repo = fileURLToPath(new URL('../../..', import.meta.url));
 const golden = process.env['TP_GOLDEN_DIR'] ?? path.resolve(repo, '../shared/golden');
@@ -58,6 +61,10 @@ describe.skipIf(missing.length > 0)('tools/device', () => {
     const byName = new Map(rows.map((row) => [row.check, row]));
     expect(byName.get('kernels')).toMatchObject({ status: 'ok', detail: expect.stringContaining(`sm_80 (${n} kernels), sm_90 (${n} kernels), compute_90 PTX (${n})`) });
     for (const check of ['conformance', 'golden f32 TP=1', 'golden greedy TP=1', 'golden bf16 TP=1', 'TP=2 one GPU (device)']) expect(byName.get(check)?.status, check).toBe('ok');
+    // every case of interface version 3's attention additions runs, even in the dry run's sample
+    const v3 = conformanceCases(cpu, { worlds: [1, 2] }).filter((c) => ATTENTION_V3.test(c.name)).map((c) => c.name);
+    for (const kind of ['attention relative, ', 'attention expectation, ', 'attention bias, ', 'attention with a relative index']) expect(v3.some((name) => name.startsWith(kind)), kind).toBe(true);
+    expect(byName.get('attention v3')).toMatchObject({ status: 'ok', detail: expect.stringContaining(`: ${v3.length}/${v3.length} cases passed`) });
     expect(byName.get('cuda')).toMatchObject({ status: 'info', detail: 'not found' });
     expect(rows.some((row) => row.check.startsWith('decode TP=1'))).toBe(true);
   });

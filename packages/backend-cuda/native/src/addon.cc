@@ -243,51 +243,114 @@ Napi::Value Norm(const Napi::CallbackInfo& info) {
 }
 
 /**
- * attention({ q, kCache, vCache, keyMask, keyPositions?, bias?, alibi?, batch, rows, start, keys,
- * capacity, heads, kvHeads, headDim, valueDim, scale, causal, alibiScaled, window, softcap, chunk }):
- * the split-and-merge of attention_partial / attention_merge, serially, with the same functions.
+ * attention({ q, kCache, vCache, keyMask, keyPositions?, bias?, biasPerSequence?, alibi?, batch, rows,
+ * start, keys, capacity, heads, kvHeads, headDim, valueDim, scale, causal, alibiScaled, window, softcap,
+ * chunk, relIndex?, relKeys?, relQueries?, relValues? (each { data, positions, perHead }), bits? }):
+ * the split-and-merge of attention_partial / attention_merge, serially, with the same functions —
+ * relative terms when a table is given, YOSO's expectation weights (and the normalized merge) when
+ * bits ≥ 1.
  */
+struct HostTable {
+  const float* data = nullptr;
+  int positions = 0;
+  int perHead = 0;
+  const float* slice(int index, int h, int heads, int width) const {
+    int r = tpk::relative_row(index, positions);
+    return data + (perHead ? (static_cast<size_t>(r) * heads + h) * width : static_cast<size_t>(r) * width);
+  }
+};
+
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Object a = info[0].As<Napi::Object>();
-  auto num = [&](const char* k) { return a.Get(k).As<Napi::Number>().DoubleValue(); };
+  auto num = [&](const char* k) { return a.Get(k).IsNumber() ? a.Get(k).As<Napi::Number>().DoubleValue() : 0.0; };
   auto f32 = [&](const char* k) -> const float* { return a.Get(k).IsTypedArray() ? a.Get(k).As<Napi::Float32Array>().Data() : nullptr; };
   auto i32 = [&](const char* k) -> const int* { return a.Get(k).IsTypedArray() ? a.Get(k).As<Napi::Int32Array>().Data() : nullptr; };
+  auto table = [&](const char* k) {
+    HostTable t;
+    if (!a.Get(k).IsObject()) return t;
+    Napi::Object o = a.Get(k).As<Napi::Object>();
+    t.data = o.Get("data").As<Napi::Float32Array>().Data();
+    t.positions = o.Get("positions").As<Napi::Number>().Int32Value();
+    t.perHead = o.Get("perHead").ToBoolean() ? 1 : 0;
+    return t;
+  };
   const float *q = f32("q"), *kc = f32("kCache"), *vc = f32("vCache"), *bias = f32("bias"), *alibi = f32("alibi");
-  const int *mask = i32("keyMask"), *positions = i32("keyPositions");
+  const int *mask = i32("keyMask"), *positions = i32("keyPositions"), *relIndex = i32("relIndex");
+  const HostTable relKeys = table("relKeys"), relQueries = table("relQueries"), relValues = table("relValues");
   int batch = num("batch"), rows = num("rows"), start = num("start"), keys = num("keys"), capacity = num("capacity");
   int heads = num("heads"), kvHeads = num("kvHeads"), headDim = num("headDim"), valueDim = num("valueDim");
   float scale = num("scale"), softcap = num("softcap");
-  int causal = num("causal"), alibiScaled = num("alibiScaled"), window = num("window"), chunk = num("chunk");
+  int causal = num("causal"), alibiScaled = num("alibiScaled"), window = num("window"), chunk = num("chunk"), bits = num("bits");
+  const bool expectation = bits >= 1;
+  const bool relative = !expectation && relIndex != nullptr && (relKeys.data || relQueries.data || relValues.data);
+  const size_t biasBatchStride = a.Get("biasPerSequence").ToBoolean() ? static_cast<size_t>(heads) * rows * keys : 0;
   int splits = (keys + chunk - 1) / chunk;
   auto out = f32Array(info.Env(), static_cast<size_t>(batch) * rows * heads * valueDim);
-  std::vector<float> ps(chunk), partOut(static_cast<size_t>(splits) * valueDim), partMax(splits), partSum(splits);
+  std::vector<float> ps(chunk), qs(headDim), partOut(static_cast<size_t>(splits) * valueDim), partMax(splits), partSum(splits), o(valueDim);
   for (int b = 0; b < batch; b++)
     for (int t = 0; t < rows; t++)
       for (int h = 0; h < heads; h++) {
         int kvh = h / (heads / kvHeads), slot = start + t, row = b * rows + t;
+        for (int d = 0; d < headDim; d++) qs[d] = q[(static_cast<size_t>(row) * heads + h) * headDim + d];
+        if (expectation) {
+          float sq = 0.0f;
+          for (int d = 0; d < headDim; d++) sq += qs[d] * qs[d];
+          float inv = tpk::l2_inverse(sq);
+          for (int d = 0; d < headDim; d++) qs[d] *= inv;
+        }
+        const float* biasRow = !expectation && bias ? bias + b * biasBatchStride + (static_cast<size_t>(h) * rows + t) * keys : nullptr;
         for (int s = 0; s < splits; s++) {
           int j0 = s * chunk, j1 = std::min(keys, j0 + chunk);
           float m = tpk::neg_inf();
           for (int j = j0; j < j1; j++) {
             float sc = tpk::neg_inf();
-            if (tpk::attention_visible(j, slot, mask[b * keys + j], causal, window)) {
-              float dot = 0.0f;
-              for (int d = 0; d < headDim; d++) dot += q[(static_cast<size_t>(row) * heads + h) * headDim + d] * kc[(static_cast<size_t>(b) * capacity + j) * kvHeads * headDim + kvh * headDim + d];
-              sc = tpk::attention_score(dot, scale, alibi != nullptr, alibi ? alibi[h] : 0.0f, positions ? positions[b * keys + j] : 0, alibiScaled, softcap,
-                                        bias ? bias[(static_cast<size_t>(h) * rows + t) * keys + j] : 0.0f);
+            bool visible = tpk::attention_visible(j, slot, mask[b * keys + j], causal, window);
+            float biasValue = 0.0f;
+            if (visible && biasRow) {
+              biasValue = biasRow[j];
+              visible = !tpk::attention_bias_masks(biasValue);
             }
-            ps[j - j0] = sc;
-            m = sc > m ? sc : m;
+            if (visible) {
+              const float* k = kc + (static_cast<size_t>(b) * capacity + j) * kvHeads * headDim + kvh * headDim;
+              float dot = 0.0f;
+              if (expectation) {
+                float kk = 0.0f;
+                for (int d = 0; d < headDim; d++) {
+                  dot += qs[d] * k[d];
+                  kk += k[d] * k[d];
+                }
+                sc = tpk::expectation_weight(dot, kk, bits);
+                m = 0.0f;
+              } else {
+                int index = relative ? relIndex[static_cast<size_t>(t) * keys + j] : 0;
+                const float* rk = relative && relKeys.data ? relKeys.slice(index, h, heads, headDim) : nullptr;
+                const float* rq = relative && relQueries.data ? relQueries.slice(index, h, heads, headDim) : nullptr;
+                for (int d = 0; d < headDim; d++) {
+                  dot += qs[d] * k[d];
+                  if (rk) dot += qs[d] * rk[d];
+                  if (rq) dot += k[d] * rq[d];
+                }
+                sc = tpk::attention_score(dot, scale, alibi != nullptr, alibi ? alibi[h] : 0.0f, positions ? positions[b * keys + j] : 0, alibiScaled, softcap,
+                                          biasValue);
+                m = sc > m ? sc : m;
+              }
+            }
+            ps[j - j0] = expectation && !visible ? 0.0f : sc;
           }
           float l = 0.0f;
           for (int j = j0; j < j1; j++) {
-            ps[j - j0] = ps[j - j0] == tpk::neg_inf() ? 0.0f : expf(ps[j - j0] - m);
+            if (!expectation) ps[j - j0] = ps[j - j0] == tpk::neg_inf() ? 0.0f : expf(ps[j - j0] - m);
             l += ps[j - j0];
           }
           for (int d = 0; d < valueDim; d++) {
-            float o = 0.0f;
-            for (int j = j0; j < j1; j++) o += ps[j - j0] * vc[(static_cast<size_t>(b) * capacity + j) * kvHeads * valueDim + kvh * valueDim + d];
-            partOut[static_cast<size_t>(s) * valueDim + d] = o;
+            float acc = 0.0f;
+            for (int j = j0; j < j1; j++) {
+              if (ps[j - j0] == 0.0f) continue;
+              float v = vc[(static_cast<size_t>(b) * capacity + j) * kvHeads * valueDim + kvh * valueDim + d];
+              if (relative && relValues.data) v += relValues.slice(relIndex[static_cast<size_t>(t) * keys + j], h, heads, valueDim)[d];
+              acc += ps[j - j0] * v;
+            }
+            partOut[static_cast<size_t>(s) * valueDim + d] = acc;
           }
           partMax[s] = m;
           partSum[s] = l;
@@ -296,13 +359,28 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
         for (int s = 0; s < splits; s++) M = partMax[s] > M ? partMax[s] : M;
         float L = 0.0f;
         for (int s = 0; s < splits; s++) L += partSum[s] * tpk::merge_weight(partMax[s], M);
+        float squares = 0.0f;
         for (int d = 0; d < valueDim; d++) {
-          float o = 0.0f;
+          float acc = 0.0f;
           if (M != tpk::neg_inf())
-            for (int s = 0; s < splits; s++) o += partOut[static_cast<size_t>(s) * valueDim + d] * tpk::merge_weight(partMax[s], M);
-          out[(static_cast<size_t>(row) * heads + h) * valueDim + d] = M == tpk::neg_inf() ? 0.0f : o / L;
+            for (int s = 0; s < splits; s++) acc += partOut[static_cast<size_t>(s) * valueDim + d] * tpk::merge_weight(partMax[s], M);
+          o[d] = acc;
+          squares += acc * acc;
         }
+        const float inv = expectation ? tpk::l2_inverse(squares) : 0.0f;
+        for (int d = 0; d < valueDim; d++)
+          out[(static_cast<size_t>(row) * heads + h) * valueDim + d] = M == tpk::neg_inf() ? 0.0f : (expectation ? o[d] * inv : o[d] / L);
       }
+  return out;
+}
+
+// expectationWeight(qHatDotK: Float32Array, keySquares: Float32Array, bits) → math.cuh's expectation_weight of each pair
+Napi::Value ExpectationWeight(const Napi::CallbackInfo& info) {
+  auto dots = info[0].As<Napi::Float32Array>();
+  auto squares = info[1].As<Napi::Float32Array>();
+  int bits = info[2].As<Napi::Number>().Int32Value();
+  auto out = f32Array(info.Env(), dots.ElementLength());
+  for (size_t i = 0; i < dots.ElementLength(); i++) out[i] = tpk::expectation_weight(dots[i], squares[i], bits);
   return out;
 }
 
@@ -367,6 +445,7 @@ Napi::Object MathExports(Napi::Env env) {
   m.Set("sinusoidal", Napi::Function::New(env, Sinusoidal));
   m.Set("norm", Napi::Function::New(env, Norm));
   m.Set("attention", Napi::Function::New(env, Attention));
+  m.Set("expectationWeight", Napi::Function::New(env, ExpectationWeight));
   m.Set("route", Napi::Function::New(env, Route));
   m.Set("topk", Napi::Function::New(env, Topk));
   return m;

@@ -17,6 +17,7 @@ __asm__(".symver expf,expf@GLIBC_2.2.5");
 __asm__(".symver exp,exp@GLIBC_2.2.5");
 __asm__(".symver pow,pow@GLIBC_2.2.5");
 __asm__(".symver logf,logf@GLIBC_2.2.5");
+__asm__(".symver powf,powf@GLIBC_2.2.5");  // expectation_weight (YOSO)
 __asm__(".symver log,log@GLIBC_2.2.5");
 #endif
 
