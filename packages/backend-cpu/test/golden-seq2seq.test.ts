@@ -3,15 +3,20 @@
  * (../shared/golden): the encoder's last hidden state, the decoder logits for golden's decoder
  * inputs, the greedy continuation and the logits that chose each new token (cross-attention from the
  * cached source, self-attention from the growing cache), at TP = 1, 2, 3 and 4 (TP=3 splits 4 heads
- * 2, 1, 1; T5's relative-bias table is split with them), and TP=N against TP=1.
+ * 2, 1, 1; T5's relative-bias table is split with them), and TP=N against TP=1. Then what the golden
+ * folders do not cover: padded batches, and LongT5's local attention (the golden is transient-global).
  */
 import { beforeAll, describe, expect, test } from 'vitest';
 import { findFamily, initInference, type GenerateResult, type InferenceSession } from '@tp/core';
 import { backend, concat, expectTpError, relativeError, withSession } from './helpers/engine.js';
 import { flat, goldenFolders, readGolden, type Golden } from './helpers/golden.js';
 import { goldenDir, hasGolden, needsGolden } from './helpers/shared.js';
+import { useGoldenVariants } from './helpers/variant.js';
 
-const SEQ2SEQ = ['t5', 't5_v1_1', 'bart', 'mvp', 'plbart', 'marian', 'm2m_100', 'pegasus'];
+const variant = useGoldenVariants();
+
+/** longt5: transient-global encoder attention (local_radius 3, global_block_size 4); bigbird_pegasus: original_full. */
+const SEQ2SEQ = ['t5', 't5_v1_1', 'bart', 'mvp', 'plbart', 'marian', 'm2m_100', 'pegasus', 'longt5', 'bigbird_pegasus'];
 const GOLDEN_TOL = 1e-4;
 const TP_TOL = 1e-5;
 /** golden's greedy run: 8 new tokens, eos and forced tokens ignored. */
@@ -30,7 +35,7 @@ async function run(s: InferenceSession, g: Golden): Promise<Outputs> {
 }
 
 describe('the golden encoder–decoder families', () => {
-  test.skipIf(!hasGolden)(`the engine runs exactly the seq2seq golden folders whose model_type has a seq2seq spec (8 families)${needsGolden}`, () => {
+  test.skipIf(!hasGolden)(`the engine runs exactly the seq2seq golden folders whose model_type has a seq2seq spec (${SEQ2SEQ.length} families)${needsGolden}`, () => {
     const runnable = goldenFolders().filter((name) => {
       const g = readGolden(name);
       return g.kind === 'seq2seq' && findFamily(g.model_type)?.seq2seq !== undefined;
@@ -82,8 +87,9 @@ describe.each(SEQ2SEQ)('%s', (family) => {
 });
 
 describe('encoder–decoder sessions', () => {
-  test.skipIf(!hasGolden)(`a padded source batch gives each sequence what it gives alone (encoder mask applied to self- and cross-attention), for T5's bias and BART's positions, at TP=2${needsGolden}`, async () => {
-    for (const family of ['t5', 'bart']) {
+  test.skipIf(!hasGolden)(`a padded source batch gives each sequence what it gives alone (encoder mask applied to self- and cross-attention), for T5's bias, BART's positions, LongT5's windows and global blocks, at TP=2${needsGolden}`, async () => {
+    // LongT5: 5 of 10 rows give one global block of 4 (not 2), so the padded sequence has a bias of its own
+    for (const family of ['t5', 'bart', 'longt5', 'bigbird_pegasus']) {
       const g = readGolden(family);
       const short = g.input_ids[1]!.slice(0, 5);
       const decoder = g.decoder_input_ids!;
@@ -101,7 +107,7 @@ describe('encoder–decoder sessions', () => {
   });
 
   test.skipIf(!hasGolden)(`--vocab-parallel: the shared embedding and LM head split by vocabulary (final_logits_bias following), still golden's${needsGolden}`, async () => {
-    for (const family of ['t5', 't5_v1_1', 'bart', 'm2m_100']) {
+    for (const family of ['t5', 't5_v1_1', 'bart', 'm2m_100', 'longt5', 'bigbird_pegasus']) {
       const g = readGolden(family);
       await withSession(goldenDir(family), { tpSize: 2, vocabParallel: true }, async (s) => {
         expect(s.plan.lmHead?.split).toBe('vocab');
@@ -150,5 +156,36 @@ describe('encoder–decoder sessions', () => {
         expect(banned[b]!.tokens[0]).toBe(row.indexOf(Math.max(...row)));
       }
     });
+  });
+});
+
+describe('LongT5 beyond the golden (transient-global, local_radius 3, global_block_size 4)', () => {
+  /** The golden's weights as LongT5LocalAttention (transient-global's own tensors dropped), or as T5's SelfAttention. */
+  const asLocal = (name: string) => (name.includes('global_') ? null : name.replace('TransientGlobalSelfAttention', 'LocalSelfAttention'));
+  const asT5 = (name: string) => (name.includes('global_') ? null : name.replace('TransientGlobalSelfAttention', 'SelfAttention'));
+  const encoded = async (dir: string, inputs: number[][]) => withSession(dir, { tpSize: 2 }, (s) => s.seq2seqLogits(inputs, { decoderTokens: inputs.map(() => [0, 5, 9]), hidden: true }));
+
+  test.skipIf(!hasGolden)(`local attention whose radius covers the input (16 ≥ 9) is T5's full attention on the same weights, at TP=2${needsGolden}`, async () => {
+    const g = readGolden('longt5');
+    const local = await variant('longt5-local-16', 'longt5', { config: { encoder_attention_type: 'local', local_radius: 16 }, tensors: asLocal });
+    const t5 = await variant('longt5-as-t5', 'longt5', { config: { model_type: 't5', architectures: ['T5ForConditionalGeneration'] }, tensors: asT5 });
+    const [ours, full] = [await encoded(local, g.input_ids), await encoded(t5, g.input_ids)];
+    expect(relativeError(concat(ours.map((o) => o.hidden!)), concat(full.map((o) => o.hidden!)))).toBeLessThanOrEqual(TP_TOL);
+    expect(relativeError(concat(ours.map((o) => o.logits)), concat(full.map((o) => o.logits)))).toBeLessThanOrEqual(TP_TOL);
+  });
+
+  test.skipIf(!hasGolden)(`local attention is local: with local_radius 1 and 2 layers, changing the last of 10 tokens changes only the encoder states of tokens 7-9; under transient-global it reaches token 0 through its global block${needsGolden}`, async () => {
+    const g = readGolden('longt5');
+    const input = g.input_ids[0]!;
+    const changed = [...input.slice(0, 9), input[9] === 100 ? 101 : 100];
+    const width = 64;
+    const rowDiff = (a: Float32Array, b: Float32Array, t: number) => Math.max(...a.subarray(t * width, (t + 1) * width).map((x, i) => Math.abs(x - b[t * width + i]!)));
+    const local = await variant('longt5-local-1', 'longt5', { config: { encoder_attention_type: 'local', local_radius: 1 }, tensors: asLocal });
+    const [before, after] = await encoded(local, [input, changed]);
+    for (let t = 0; t < 7; t++) expect(rowDiff(before!.hidden!, after!.hidden!, t), `token ${t}`).toBe(0);
+    for (const t of [7, 8, 9]) expect(rowDiff(before!.hidden!, after!.hidden!, t), `token ${t}`).toBeGreaterThan(1e-3);
+    const global = await variant('longt5-global-1', 'longt5', { config: { local_radius: 1 } });
+    const [globalBefore, globalAfter] = await encoded(global, [input, changed]);
+    expect(rowDiff(globalBefore!.hidden!, globalAfter!.hidden!, 0)).toBeGreaterThan(1e-3);
   });
 });

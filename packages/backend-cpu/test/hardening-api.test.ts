@@ -11,8 +11,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { initInference, pipeline, UnsupportedModelError } from '@tp/core';
 import { backend, expectTpError, withSession } from './helpers/engine.js';
-import { goldenDir, hasGolden, needsGolden } from './helpers/shared.js';
+import { hasGolden, needsGolden } from './helpers/shared.js';
 import { useTinyModels } from './helpers/tiny.js';
+import { useGoldenVariants } from './helpers/variant.js';
 
 const tiny = useTinyModels();
 // max_position_embeddings 64, no tokenizer.json
@@ -86,9 +87,12 @@ describe('pipeline', () => {
   });
 });
 
+const variant = useGoldenVariants();
+
 describe('unsupported models', () => {
   test.skipIf(!hasGolden)(`the refusal names the model types the engine runs${needsGolden}`, async () => {
-    const error = await expectTpError(initInference(goldenDir('nezha'), { backend }), 'unsupported-model', { modelType: 'nezha' });
+    const dir = await variant('longformer', 'roberta', { config: { model_type: 'longformer', architectures: ['LongformerForMaskedLM'], attention_window: [4, 4] } });
+    const error = await expectTpError(initInference(dir, { backend }), 'unsupported-model', { modelType: 'longformer' });
     expect(error).toBeInstanceOf(UnsupportedModelError);
     expect(error.message).toMatch(/The engine runs these model types: llama, .*\bbert\b.*\bt5\b/);
   });

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,10 +150,15 @@ describe('input checks that need no weights happen before any rank starts', () =
     await rm(cwd, { recursive: true, force: true });
   });
 
-  it.skipIf(!hasGolden)(`an unsupported model says what does run (nezha golden)${skipNote}`, async () => {
-    const { code, stderr } = await runCli(['run', path.join(GOLDEN, 'nezha'), '--tokens', '1,2']);
+  it.skipIf(!hasGolden)(`an unsupported model says what does run (a Longformer config over the RoBERTa golden weights)${skipNote}`, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tp-longformer-'));
+    for (const file of ['model.safetensors', 'golden.json']) await copyFile(path.join(GOLDEN, 'roberta', file), path.join(dir, file));
+    const config = JSON.parse(await readFile(path.join(GOLDEN, 'roberta', 'config.json'), 'utf8'));
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...config, model_type: 'longformer', architectures: ['LongformerForMaskedLM'], attention_window: [4, 4] }));
+    const { code, stderr } = await runCli(['run', dir, '--tokens', '1,2']);
+    await rm(dir, { recursive: true, force: true });
     expect(code).toBe(1);
-    expect(stderr).toMatch(/^tp: error \[unsupported-model\]: model_type "nezha" is not supported: .*tp plan still works for it\. tp run and tp logits run these model types: llama, .*\bbert\b.*\bt5\b/);
+    expect(stderr).toMatch(/^tp: error \[unsupported-model\]: model_type "longformer" is not supported: tp plans Longformer encoders but its engine does not run them yet\. tp plan still works for it\. tp run and tp logits run these model types: llama, .*\bbert\b.*\bt5\b.*\bperceiver\b/);
     noRankStarted(stderr);
   });
 });

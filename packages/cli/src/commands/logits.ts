@@ -17,7 +17,9 @@ A causal model writes its next-token logits; an encoder (BERT family) its masked
 --hidden also "hidden": [[H floats] per position], its last hidden state (an encoder without an MLM
 head, such as Splinter, writes no "logits" and needs --hidden). An encoder–decoder (T5, BART…)
 writes the decoder logits of each decoder position and "decoder_tokens" (default: the decoder start
-token alone); --hidden adds the encoder's last hidden state of each input position.
+token alone); --hidden adds the encoder's last hidden state of each input position. Perceiver
+writes its masked-LM logits at its decoder queries (max_position_embeddings positions, whatever the
+input length), and --hidden writes its latents (num_latents rows × d_latents), not one row per token.
 
 Options:
   --tokens IDS        the input as token ids separated by commas, e.g. --tokens 1,2,3
@@ -98,6 +100,9 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
     let logits: Float32Array | undefined;
     let hidden: Float32Array | undefined;
     let decoderIds: number[] | undefined;
+    // Rows of their own (Perceiver's decoder queries and latents) instead of one per input token.
+    let logitRows: number | undefined;
+    let hiddenRows: number | undefined;
     if (kind === 'seq2seq') {
       const [result] = await session.seq2seqLogits([ids], { ...(decoderTokens ? { decoderTokens: [decoderTokens] } : {}), hidden: values.hidden === true });
       logits = result!.logits;
@@ -107,6 +112,8 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
       const [result] = await session.encoderOutputs([{ tokens: ids, ...(tokenTypes ? { tokenTypes } : {}) }], { hidden: values.hidden === true, logits: wantLogits });
       logits = result!.logits;
       hidden = result!.hidden;
+      logitRows = result!.logitRows;
+      hiddenRows = result!.hiddenRows;
     } else {
       [logits] = await session.logits([ids]);
     }
@@ -115,13 +122,14 @@ export async function logitsCommand(argv: string[], io: CliIo): Promise<number> 
     if (decoderIds) parts.push(`"decoder_tokens": ${JSON.stringify(decoderIds)}`);
     if (logits) {
       // An encoder–decoder's logits are the decoder's, one row per decoder position.
-      const rows = decoderIds?.length ?? ids.length;
+      const rows = decoderIds?.length ?? logitRows ?? ids.length;
       parts.push(`"logits": ${matrixJson(logits, rows)}`);
-      sizes.push(`logits [${rows} ${decoderIds ? 'decoder ' : ''}positions × ${logits.length / rows} vocabulary]`);
+      sizes.push(`logits [${rows} ${decoderIds ? 'decoder ' : logitRows !== undefined ? 'query ' : ''}positions × ${logits.length / rows} vocabulary]`);
     }
     if (hidden) {
-      parts.push(`"hidden": ${matrixJson(hidden, ids.length)}`);
-      sizes.push(`hidden [${ids.length} positions × ${hidden.length / ids.length}]`);
+      const rows = hiddenRows ?? ids.length;
+      parts.push(`"hidden": ${matrixJson(hidden, rows)}`);
+      sizes.push(`hidden [${rows} ${hiddenRows !== undefined ? 'latents' : 'positions'} × ${hidden.length / rows}]`);
     }
     json = `${parts.join(', ')}}\n`;
     summary = sizes.join(', ');

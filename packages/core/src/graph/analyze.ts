@@ -4,9 +4,9 @@
  */
 import type { Checkpoint, Dtype } from '../checkpoint/index.js';
 import { ConfigError, UnsupportedModelError } from '../errors/index.js';
-import { createConfigReader, resolveGeometry, resolveGeometrySources, type Geometry } from './config.js';
+import { createConfigReader, resolveGeometry, resolveGeometrySources, sourceOf, type Geometry, type GeometrySource } from './config.js';
 import { checkConfigAgainstWeights } from './consistency.js';
-import type { FamilyDescriptor, LayoutKind, WeightRule } from './descriptor.js';
+import type { ConfigReader, FamilyDescriptor, LayoutKind, WeightRule } from './descriptor.js';
 import { findFamily, genericDescriptor } from './families/index.js';
 import { matchGeneric } from './generic.js';
 import { compileSuffix, matchesSuffix } from './match.js';
@@ -33,7 +33,17 @@ export interface WeightNode {
   readonly expert: number | undefined;
   /** What the engine uses it for (norm slots, side projections), from the descriptor. */
   readonly slot: string | undefined;
+  /**
+   * The width it reads (producers) or writes (consumers) in place of the hidden size — the rule's
+   * `width`, resolved — and the config key that gave it; undefined for hidden-width weights.
+   */
+  readonly width: WeightWidth | undefined;
   readonly note: string | undefined;
+}
+
+export interface WeightWidth {
+  readonly size: number;
+  readonly source: GeometrySource;
 }
 
 export interface LmHeadInfo {
@@ -85,6 +95,12 @@ export function analyzeModel(ckpt: Checkpoint): ModelGraph {
   const geometry = resolveGeometry(descriptor, config, ckpt.configPath);
   const warnings: string[] = [...(ckpt.warnings ?? [])];
   const rules = descriptor.weights.map((rule) => ({ rule, pattern: compileSuffix(rule.match) }));
+  // Resolved when a tensor first takes the rule: a rule nothing matches needs no key.
+  const widths = new Map<WeightRule, WeightWidth | undefined>();
+  const widthOf = (rule: WeightRule) => {
+    if (!widths.has(rule)) widths.set(rule, ruleWidth(descriptor, rule, config, ckpt.configPath));
+    return widths.get(rule);
+  };
 
   const names = [...ckpt.tensors.keys()].sort();
   const moduleShape = new Map<string, readonly number[]>();
@@ -148,6 +164,7 @@ export function analyzeModel(ckpt: Checkpoint): ModelGraph {
       group: `${block ? `${block.list}.${block.index}` : ''}/${groupName}${expert !== undefined && !groupName.includes(':expert') ? `:expert${expert}` : ''}`,
       expert,
       slot: rule?.slot,
+      width: rule === undefined ? undefined : widthOf(rule),
       note: rule?.note,
     });
   }
@@ -191,6 +208,25 @@ export function analyzeModel(ckpt: Checkpoint): ModelGraph {
     warnings,
     notes: [...(descriptor.notes ?? []), ...(known ? [] : [`model_type "${modelType}" has no descriptor: roles come from tp's generic name and shape rules`])],
   };
+}
+
+/** A rule's `width`, from config.json; a rule that declares one needs its key set to a positive integer. */
+function ruleWidth(descriptor: FamilyDescriptor, rule: WeightRule, config: ConfigReader, configPath: string): WeightWidth | undefined {
+  if (rule.width === undefined) return undefined;
+  const source = sourceOf(config, rule.width);
+  const size = config.number(rule.width);
+  if (source === undefined || size === undefined) {
+    const keys = rule.width.filter((k): k is string => typeof k === 'string');
+    throw new ConfigError('config-missing-key', {
+      file: configPath,
+      key: keys[0],
+      detail: `needs the width that ${descriptor.title}'s "${rule.match}" reads or writes, but none of ${keys.map((k) => `"${k}"`).join(', ')} is set. Add it to config.json`,
+    });
+  }
+  if (!Number.isInteger(size) || size <= 0) {
+    throw new ConfigError('config-invalid', { file: configPath, key: source.key, detail: `"${source.key}" (the width ${descriptor.title}'s "${rule.match}" reads or writes) must be a positive integer, found ${size}` });
+  }
+  return { size, source };
 }
 
 function expertIndex(relative: string): number | undefined {

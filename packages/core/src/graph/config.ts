@@ -66,13 +66,14 @@ function makeReader(raw: HfConfig, onRead: ((path: string, value: unknown) => vo
     },
     number(spec) {
       for (const key of spec) {
-        const v = typeof key === 'string' ? value(key) : key(reader);
+        const v = typeof key === 'number' ? key : typeof key === 'string' ? value(key) : key(reader);
         if (isNumber(v)) return v;
       }
       return undefined;
     },
     locate(spec) {
       for (const key of spec) {
+        if (typeof key === 'number') return { key: FIXED_BY_CLASS, value: key, derived: false, constant: true };
         if (typeof key === 'string') {
           const found = find(key);
           if (found !== undefined && isNumber(found.value)) return { key: found.path, value: found.value, derived: false };
@@ -90,6 +91,9 @@ function makeReader(raw: HfConfig, onRead: ((path: string, value: unknown) => vo
   };
   return reader;
 }
+
+/** The `key` of a ConfigSource whose number is a constant of the KeySpec (no config key sets it). */
+export const FIXED_BY_CLASS = '(fixed by the model class)';
 
 /** Key lists for model types tp has no descriptor for (DeepSpeed's list, plus the common aliases). */
 export const GENERIC_KEYS = {
@@ -138,7 +142,7 @@ export function sourceOf(config: ConfigReader, spec: KeySpec | undefined): Geome
   const keys = stringKeys(spec);
   return {
     ...found,
-    keys: keys.includes(found.key) ? keys : [...keys, found.key],
+    keys: keys.includes(found.key) || found.constant === true ? keys : [...keys, found.key],
     ...(found.derived ? { note: `derived from "${found.key}"${keys.length > 0 ? ` because ${keys.map((k) => `"${k}"`).join(', ')} ${keys.length === 1 ? 'is' : 'are'} not set` : ''}` } : {}),
   };
 }

@@ -1,6 +1,6 @@
 /**
  * config.json against the stored shapes. A config that disagrees with its weights (a wrong
- * `hidden_size`, head count, head width, vocabulary size, layer count or MLP width) is refused at
+ * `hidden_size` or other declared width, head count, head width, vocabulary size, layer count or MLP width) is refused at
  * analysis time with a ShapeError that names the config key, its value, the tensor and its shape, and
  * what to fix — before a plan is made or a byte is read.
  *
@@ -29,6 +29,8 @@ export interface CheckedWeight {
   readonly headAxis: number | undefined;
   readonly block: { readonly list: string; readonly index: number } | undefined;
   readonly group: string;
+  /** The width it reads or writes in place of the hidden size (`WeightRule.width`), and its source. */
+  readonly width: { readonly size: number; readonly source: GeometrySource } | undefined;
 }
 
 export interface ConsistencyContext {
@@ -65,6 +67,7 @@ const ordinalAxis = (axis: number) => `dimension ${axis}`;
 
 /** How the config's side of a mismatch reads: `"hidden_size" is 128` or, for a derived number, how it was made. */
 function setting(src: GeometrySource, what: string, number: number | undefined): string {
+  if (src.constant === true) return `the model class fixes the ${what} at ${valueText(src.value)} (config.json cannot change it)`;
   const base = `"${src.key}" is ${valueText(src.value)}`;
   if (src.note === undefined) return base;
   return `${base}${number !== undefined ? ` (the ${what} is ${number}: ${src.note})` : ` (${src.note})`}`;
@@ -105,9 +108,11 @@ function expectAll(
     setting: setting(src, what, expected),
     detail: `tensor "${bad.w.name}" has shape ${shapeText(bad.w.shape)}: ${describe(bad)} is ${bad.size}, not ${expected}`,
     fix:
-      sizes.size === 1
-        ? `Every such weight says ${bad.size}: set "${src.key}" to ${bad.size}${src.derived ? ` (or the key it is derived from)` : ''} in config.json, or use the config.json that came with these weights`
-        : `The other weights agree with config.json and this one does not: the checkpoint is damaged or mixes two models`,
+      sizes.size !== 1
+        ? `The other weights agree with config.json and this one does not: the checkpoint is damaged or mixes two models`
+        : src.constant === true
+          ? `Every such weight says ${bad.size}: these weights are not of this model class`
+          : `Every such weight says ${bad.size}: set "${src.key}" to ${bad.size}${src.derived ? ` (or the key it is derived from)` : ''} in config.json, or use the config.json that came with these weights`,
   });
 }
 
@@ -198,20 +203,33 @@ function checkVocab(ctx: ConsistencyContext) {
 const HIDDEN_IN: ReadonlySet<Role> = new Set(['attn.q', 'attn.qk', 'attn.qkv', 'mlp.up', 'mlp.gate', 'mlp.gate_up', 'moe.expert.up', 'moe.expert.gate', 'moe.expert.gate_up']);
 const HIDDEN_OUT: ReadonlySet<Role> = new Set(['attn.out', 'mlp.down', 'moe.expert.down']);
 
+/**
+ * Queries, outputs and MLPs read or write the hidden state, so their width there is the hidden size —
+ * or, for a weight whose rule declares another width (`WeightRule.width`: Perceiver's decoder reads
+ * d_model-wide rows), that width. Each width is checked against its own config key. Keys and values
+ * may read another width (Perceiver's inputs) and are not checked.
+ */
 function checkHidden(ctx: ConsistencyContext) {
-  const observations: Observation[] = [];
+  const byWidth = new Map<string, { expected: number; src: GeometrySource; what: string; observations: Observation[] }>();
+  byWidth.set('', { expected: ctx.geometry.hidden, src: ctx.sources.hidden, what: 'hidden size', observations: [] });
   for (const w of ctx.weights) {
     if (!known(w) || !isWeight(w)) continue;
-    // Keys and values may read another width (Perceiver's inputs); queries, outputs and MLPs read the hidden state.
     const side = HIDDEN_IN.has(w.role) ? 'in' : HIDDEN_OUT.has(w.role) ? 'out' : undefined;
     if (side === undefined) continue;
     if (w.shape.length === 3 && !w.role.startsWith('moe.expert.')) continue;
     const axis = ctx.featureAxis(w, side);
-    observations.push({ w, axis, size: w.shape[axis]! });
+    const width = w.width;
+    const key = width === undefined ? '' : `${width.source.key}=${width.size}`;
+    let entry = byWidth.get(key);
+    if (entry === undefined && width !== undefined) {
+      const what = width.source.constant === true ? 'width the model class fixes' : `width set by "${width.source.key}"`;
+      byWidth.set(key, (entry = { expected: width.size, src: width.source, what, observations: [] }));
+    }
+    entry!.observations.push({ w, axis, size: w.shape[axis]! });
   }
-  expectAll(ctx, observations, ctx.geometry.hidden, ctx.sources.hidden, 'hidden size', (o) =>
-    `its ${HIDDEN_IN.has(o.w.role) ? 'input' : 'output'} width (${ordinalAxis(o.axis)}), the hidden size,`,
-  );
+  for (const { expected, src, what, observations } of byWidth.values()) {
+    expectAll(ctx, observations, expected, src, what, (o) => `its ${HIDDEN_IN.has(o.w.role) ? 'input' : 'output'} width (${ordinalAxis(o.axis)}), the ${what},`);
+  }
 }
 
 // ---- MLP width ------------------------------------------------------------------------------------
@@ -257,7 +275,7 @@ function checkHeads(ctx: ConsistencyContext) {
     const src = ctx.sources.attention[group];
     if (src === undefined) continue;
     const hdFromConfig = src.headDim !== undefined && g.headDim !== undefined;
-    const keysOf = (...list: Array<GeometrySource | undefined>) => [...new Set(list.filter((s): s is GeometrySource => s !== undefined).map((s) => s.key))];
+    const keysOf = (...list: Array<GeometrySource | undefined>) => [...new Set(list.filter((s): s is GeometrySource => s !== undefined && s.constant !== true).map((s) => s.key))];
     const allKeys = keysOf(src.heads, src.kvHeads, src.headDim);
 
     // Queries and keys both off by the same head width: the head width is wrong.
@@ -350,7 +368,9 @@ function checkHeads(ctx: ConsistencyContext) {
         detail:
           `tensor "${w.name}" has shape ${shapeText(w.shape)}, and ${ordinalAxis(axis)} (${size}) must hold ${what}` +
           `${expectedWidth !== undefined ? ` of width ${g.headDim} (${expectedWidth})` : ' (a whole number of heads)'}`,
-        fix: consistent
+        fix: blame.constant === true
+          ? `No config key changes it: these weights are not of this class, or the checkpoint is damaged`
+          : consistent
           ? suggestion !== undefined
             ? `Set "${blame.key}" to ${suggestion} in config.json, or use the config.json that came with these weights`
             : `Check ${allKeys.map((k) => `"${k}"`).join(', ')} in config.json against the weights, or use the config.json that came with them`

@@ -2,6 +2,8 @@
  * How a decoder family computes, as data: the switches the engine's single decoder forward reads.
  * Each runnable family's descriptor derives one of these from its config.
  */
+import type { ReformerSpec } from './reformer-spec.js';
+
 export type ActivationName = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'gelu_quick';
 
 export interface RopeScaling {
@@ -62,4 +64,6 @@ export interface DecoderSpec {
   eosTokenId?: number | number[];
   padTokenId?: number;
   maxPositions?: number;
+  /** Reformer: reversible layers of chunked local and LSH attention, run by the cache-free Reformer engine. */
+  reformer?: ReformerSpec;
 }

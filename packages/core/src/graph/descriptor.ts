@@ -10,9 +10,12 @@ import type { Role } from './roles.js';
 
 /**
  * Where a number comes from in config.json: keys tried in order (dotted paths reach into nested
- * objects, e.g. `attn_config.kv_n_heads`), or a function of the config for derived values.
+ * objects, e.g. `attn_config.kv_n_heads`), or a function of the config for derived values, or a
+ * number: a constant the model class fixes rather than the config (PerceiverForMaskedLM builds its
+ * decoder with 8 heads whatever config.json says). A constant always resolves, so it ends the list;
+ * errors then say the class fixes it (there is no key to change).
  */
-export type KeySpec = ReadonlyArray<string | ((config: ConfigReader) => number | undefined)>;
+export type KeySpec = ReadonlyArray<string | number | ((config: ConfigReader) => number | undefined)>;
 
 /** Where a number of the config came from. */
 export interface ConfigSource {
@@ -22,6 +25,8 @@ export interface ConfigSource {
   readonly value: unknown;
   /** True when a function of the config computed the number (`key` is then the last key it read). */
   readonly derived: boolean;
+  /** True when the number is a constant of the KeySpec (fixed by the model class; `key` then says so). */
+  readonly constant?: boolean;
 }
 
 export interface ConfigReader {
@@ -65,6 +70,15 @@ export interface WeightRule {
   /** The stored dimension that indexes heads directly (xlnet's `[d_model, heads, d_head]`, t5's bias). */
   headAxis?: number;
   /**
+   * The width the weight reads (q, qk, qkv, MLP up/gate: its input features) or writes (attention
+   * output, MLP down: its output features) when that is not the hidden size: the config key(s)
+   * naming it. Perceiver's decoder reads and writes d_model-wide rows while the hidden state (the
+   * latents) is d_latents wide. Splits are unaffected (heads and MLP features are split, never this
+   * width); the consistency check holds the weight to this width instead of the hidden size, and
+   * refuses a checkpoint that disagrees with the key.
+   */
+  width?: KeySpec;
+  /**
    * What the engine uses the weight for, beyond its role: norms (`attn_norm`, `mlp_norm`, `final_norm`,
    * `embed_norm`, `q_norm`, `k_norm`) and side projections (`project_in`, `project_out`).
    */
@@ -74,6 +88,7 @@ export interface WeightRule {
 }
 
 export interface AttentionKeys {
+  /** A constant (`[8]`) when the model class fixes the count rather than the config. */
   heads: KeySpec;
   /** Absent: equal to heads. */
   kvHeads?: KeySpec;

@@ -2,14 +2,16 @@
  * The encoder stack (BERT family), on the same sub-layers as the decoder: embeddings (tokens,
  * learned positions with their offset, token types, ESM's token dropout, then the embedding norm
  * and an optional projection to the hidden width), layers of bidirectional self-attention over the
- * real tokens (padding masked), and then the last hidden state and/or the masked-LM head. Every
- * forward is a whole batch: nothing is kept between steps, and one scratch KV cache serves every layer.
+ * real tokens (padding masked; the family's relative positions or scoring from encoder-attention.ts),
+ * and then the last hidden state and/or the masked-LM head. Every forward is a whole batch: nothing
+ * is kept between steps, and one scratch KV cache serves every layer.
  */
 import { hostTensor, type DeviceTensor, type Rank, type StorageDtype } from '../backend/index.js';
 import { TpError } from '../errors/index.js';
 import type { EncoderSpec, ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
 import { lmHead, rankZeroOutput } from './decoder.js';
+import { EncoderAttention } from './encoder-attention.js';
 import type { Engine, StepInput, StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import { embed, linear } from './linear.js';
@@ -29,9 +31,12 @@ export class EncoderEngine implements Engine {
   private readonly ops: SubLayers;
   private readonly stack: StackRefs;
   private readonly top: TopRefs;
-  private readonly stored: LayerRuntime[];
+  private stored: LayerRuntime[];
   /** Which stored layer each layer runs (ALBERT shares stored layers; others run each once). */
   private readonly schedule: number[];
+  /** The family's additions to attention (relative positions, scoring), set on the layers by the first forward. */
+  private readonly extras: EncoderAttention;
+  private prepared = false;
 
   constructor(
     private readonly rank: Rank,
@@ -46,11 +51,12 @@ export class EncoderEngine implements Engine {
     this.stack = refs.stacks[0]!;
     this.top = refs.top;
     this.stored = this.stack.layers.map((layer, i) => {
-      const self = layer.attention.values().next().value;
+      const self = layer.attention.get('self') ?? layer.attention.values().next().value;
       if (self === undefined) throw new TpError('unsupported-model', `layer ${i} of ${this.stack.blockList} has no attention weights`);
       return { refs: layer, self: this.ops.attentionRuntime(self, i, { mask: 'bidirectional', norms: layer.norms }) };
     });
     this.schedule = layerSchedule(spec, this.stored.length);
+    this.extras = new EncoderAttention(rank, this.ops, spec, this.stack.own);
   }
 
   reset(): void {
@@ -63,6 +69,12 @@ export class EncoderEngine implements Engine {
 
   async forward(input: StepInput): Promise<StepResult | undefined> {
     const { rank } = this;
+    if (!this.prepared) {
+      // Outside the step: the tables it uploads live as long as the model.
+      const layers = await this.extras.prepare(this.stored);
+      this.stored = this.stored.map((l, i) => ({ ...l, self: layers[i]! }));
+      this.prepared = true;
+    }
     rank.beginStep();
     const a = this.stored[0]!.self.spec;
     const cache = rank.createKvCache(input.batch, a.kvHeads, a.headDim, a.valueDim, this.kvDtype);
@@ -82,10 +94,13 @@ export class EncoderEngine implements Engine {
     }
     const positions = rank.upload(hostTensor(input.positions));
     let h = await this.embeddings(input, positions);
+    // YOSO's mask hides nothing in transformers (EncoderSpec.paddingVisible): every slot is a key.
+    const keyMask = spec.paddingVisible ? new Int32Array(batch * rows).fill(1) : input.keyMask;
+    const relativeIndex = this.extras.stepIndex(rows);
     const attention = {
       positions,
       length: rows,
-      step: { batch, rows, start: 0, keyMask: rank.upload(hostTensor(input.keyMask, [batch, rows])) },
+      step: { batch, rows, start: 0, keyMask: rank.upload(hostTensor(keyMask, [batch, rows])), ...(relativeIndex ? { relativeIndex } : {}) },
     };
     for (const index of this.schedule) {
       const layer = this.stored[index]!;

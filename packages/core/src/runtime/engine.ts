@@ -58,6 +58,12 @@ export interface StepResult {
   hidden?: Float32Array;
   /** [batch × hidden]: the pooler's output, when asked. */
   pooled?: Float32Array;
+  /**
+   * Rows per sequence of `hidden` / `logits` when they are not the step's input rows (Perceiver: its
+   * latents, and the positions of its decoder queries).
+   */
+  hiddenRows?: number;
+  logitRows?: number;
 }
 
 export interface Engine {

@@ -4,7 +4,8 @@
  * (bidirectional attention over the real tokens), and each decoder layer's cross-attention keys and
  * values are computed from its output once and cached. Every step then runs the decoder rows: causal
  * self-attention with its own growing KV cache, cross-attention to the cached source, the MLP, and
- * the LM head. T5's relative position bias is built per step from each rank's own heads' columns.
+ * the LM head. T5's relative position bias is built per step from each rank's own heads' columns;
+ * LongT5's local and transient-global encoder attention is built in longt5-attention.ts.
  */
 import { hostTensor, type AttentionStep, type DeviceTensor, type KvCache, type Rank, type StorageDtype } from '../backend/index.js';
 import { TpError } from '../errors/index.js';
@@ -15,6 +16,8 @@ import { embedTokens } from './embeddings.js';
 import type { Engine, StepInput, StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import type { LoadedShard } from './load.js';
+import { LongT5Encoder } from './longt5-attention.js';
+import { checkSourceLength } from './source-limit.js';
 import { relativeBias } from './relative-bias.js';
 import { modelRefs, type LayerRefs, type StackRefs, type TopRefs } from './structure.js';
 import { SubLayers, type AttentionRuntime } from './sublayers.js';
@@ -49,6 +52,8 @@ export class Seq2SeqEngine implements Engine {
    */
   private source: { mask: Int32Array; rows: number; of: Int32Array } | undefined;
   private tables: { encoder: BiasTable; decoder: BiasTable } | undefined;
+  /** LongT5's local / transient-global encoder attention, when the spec asks for it. */
+  private longT5: LongT5Encoder | undefined;
 
   constructor(
     private readonly rank: Rank,
@@ -105,6 +110,11 @@ export class Seq2SeqEngine implements Engine {
 
   async forward(input: StepInput): Promise<StepResult | undefined> {
     this.tables ??= { encoder: await this.biasTable(this.encoderStack), decoder: await this.biasTable(this.decoderStack) };
+    if (this.spec.encoderAttention !== undefined && this.longT5 === undefined) {
+      const local = this.tables.encoder;
+      if (local === undefined) throw new TpError('unsupported-model', `${this.encoderStack.blockList}: LongT5's encoder attention needs the stack's relative bias`);
+      this.longT5 = await LongT5Encoder.create(this.enc, this.encoderStack, this.spec.encoderAttention, local, this.spec.relativeBias!);
+    }
     this.rank.beginStep();
     try {
       const result: StepResult = {};
@@ -134,19 +144,27 @@ export class Seq2SeqEngine implements Engine {
     if (src.ids.length !== batch * src.rows || src.keyMask.length !== batch * src.rows) {
       throw new TpError('invalid-argument', `an encoder input of ${batch} × ${src.rows} rows needs as many ids and mask entries`);
     }
+    checkSourceLength(spec, src.rows);
     const positions = rank.upload(hostTensor(src.positions));
     const own = this.encoderStack.own;
     let h = await embedTokens(enc, spec.encoder, own.embed ?? this.top.embed, own, { ids: rank.upload(hostTensor(src.ids)), positions, hostPositions: src.positions });
-    const step: AttentionStep = { batch, rows: src.rows, start: 0, keyMask: rank.upload(hostTensor(src.keyMask, [batch, src.rows])) };
-    const bias = this.bias('encoder', src.rows, src.rows, 0);
+    // LongT5: keys [globals | tokens] with a bias that keeps each query's window (longt5-attention.ts).
+    const longT5 = this.longT5?.prepare(src.keyMask, batch, src.rows);
+    const step: AttentionStep = longT5?.step ?? { batch, rows: src.rows, start: 0, keyMask: rank.upload(hostTensor(src.keyMask, [batch, src.rows])) };
+    const bias = longT5 ? undefined : this.bias('encoder', src.rows, src.rows, 0);
     if (bias) step.bias = bias;
     const attention = { positions, length: src.rows, step };
-    // One scratch cache serves every encoder layer: each writes its keys at slots [0, rows) and reads them back.
+    // One scratch cache serves every encoder layer: each writes its keys at slots [0, rows) and reads them
+    // back (LongT5's transient-global: its global keys at [0, globals), then its tokens').
     const a = this.encoderLayers[0]!.self.spec;
     const scratch = rank.createKvCache(batch, a.kvHeads, a.headDim, a.valueDim, this.kvDtype);
     try {
       for (const layer of this.encoderLayers) {
-        h = await runLayer(enc, spec.encoder, { norms: layer.refs.norms, attention: (x) => enc.selfAttention(layer.self, x, attention, scratch), mlp: (x) => enc.mlp(layer.refs, x) }, h);
+        const self = async (x: DeviceTensor) => {
+          await longT5?.fillGlobals(layer.self, layer.refs.norms, x, scratch);
+          return enc.selfAttention(layer.self, x, attention, scratch);
+        };
+        h = await runLayer(enc, spec.encoder, { norms: layer.refs.norms, attention: self, mlp: (x) => enc.mlp(layer.refs, x) }, h);
       }
     } finally {
       rank.freeKvCache(scratch);

@@ -19,6 +19,7 @@ import { beamSearch, type BeamSettings } from './beam.js';
 import { greedyOrSample, samplingWarnings, type DecodeBatch, type GenerateOptions, type GenerateResult } from './decode-loop.js';
 import type { StepInput, StepResult } from './engine.js';
 import { analyzeRunnable } from './runnable.js';
+import { checkSourceLength, withPositionTable } from './source-limit.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
 import { badWordRules, readGenerationConfig, type GenerationDefaults, type TokenRules } from './generation.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
@@ -81,12 +82,15 @@ export interface EncoderOutputOptions {
 
 export interface EncoderOutput {
   tokens: number[];
-  /** [length × hidden], the encoder's last hidden state. */
+  /** [length × hidden], the encoder's last hidden state (Perceiver: its latents, [num_latents × d_latents]). */
   hidden?: Float32Array;
-  /** [length × vocab], the masked-LM logits. */
+  /** [length × vocab], the masked-LM logits (Perceiver: at its decoder queries, [max_position_embeddings × vocab]). */
   logits?: Float32Array;
   /** [hidden], the pooler's output. */
   pooled?: Float32Array;
+  /** Rows of `hidden` / `logits` when they are not one per input token (Perceiver: num_latents, and its decoder queries). */
+  hiddenRows?: number;
+  logitRows?: number;
 }
 
 const KIND_NAMES: Record<ModelGraph['kind'], string> = { causal: 'a causal language model', encoder: 'an encoder', seq2seq: 'an encoder–decoder model' };
@@ -155,7 +159,7 @@ export class InferenceSession {
     const ckpt = await analyzeRunnable(dir);
     const graph = ckpt.graph;
     const config = createConfigReader(ckpt.config);
-    const seq2seq = graph.kind === 'seq2seq' ? graph.descriptor.seq2seq!(config) : undefined;
+    const seq2seq = graph.kind === 'seq2seq' ? withPositionTable(graph.descriptor.seq2seq!(config), graph) : undefined;
     const spec = graph.kind === 'encoder' ? graph.descriptor.encoder!(config) : (seq2seq?.decoder ?? graph.descriptor.decoder!(config));
     const generation = await readGenerationConfig(ckpt.dir);
     const plan = planTensorParallel(graph, {
@@ -373,6 +377,7 @@ export class InferenceSession {
     const batch = sequences.length * repeat;
     const decoder = decoderTokens ?? Array.from({ length: batch }, () => [start]);
     this.checkTokens(decoder);
+    checkSourceLength(spec, Math.max(0, ...sequences.map((s) => s.length)));
     const source = encoderBatch(sequences.map((tokens) => ({ tokens })), spec.encoder);
     const step = decoderBatch(decoder, spec.decoder.padTokenId ?? 0);
     await this.call({ type: 'reset', id: 0, batch });
@@ -426,16 +431,19 @@ export class InferenceSession {
       const { rows } = step;
       return items.map((item, b) => {
         const n = item.tokens.length;
-        const rowsOf = (data: Float32Array) => {
-          const width = data.length / (step.batch * rows);
-          return data.slice(b * rows * width, (b * rows + n) * width);
+        // An output with rows of its own (Perceiver's latents and decoder queries) is whole per sequence.
+        const rowsOf = (data: Float32Array, own: number | undefined) => {
+          const width = data.length / (step.batch * (own ?? rows));
+          return own === undefined ? data.slice(b * rows * width, (b * rows + n) * width) : data.slice(b * own * width, (b + 1) * own * width);
         };
         const width = this.graph.geometry.hidden;
         return {
           tokens: item.tokens,
-          ...(result.hidden ? { hidden: rowsOf(result.hidden) } : {}),
-          ...(result.logits ? { logits: rowsOf(result.logits) } : {}),
+          ...(result.hidden ? { hidden: rowsOf(result.hidden, result.hiddenRows) } : {}),
+          ...(result.logits ? { logits: rowsOf(result.logits, result.logitRows) } : {}),
           ...(result.pooled ? { pooled: result.pooled.slice(b * width, (b + 1) * width) } : {}),
+          ...(result.hidden && result.hiddenRows !== undefined ? { hiddenRows: result.hiddenRows } : {}),
+          ...(result.logits && result.logitRows !== undefined ? { logitRows: result.logitRows } : {}),
         };
       });
     });
@@ -559,6 +567,8 @@ export class InferenceSession {
     const rows = Math.max(...sequences.map((s) => s.length));
     const table = this.positionTableSize();
     if (table !== undefined && rows + maxNew > table) {
+      // An encoder's input (no new tokens) only has to fit the table.
+      if (maxNew === 0) throw new ArgumentError({ argument: 'prompts', detail: `the input has ${rows} tokens, but this model's position table has ${table} positions; shorten it to ${table} tokens or fewer` });
       throw new ArgumentError({
         argument: 'prompts',
         detail: `${rows} prompt tokens plus ${maxNew} new ones need ${rows + maxNew} positions, but this model's position table has ${table}; shorten the prompt or ask for at most ${Math.max(0, table - rows)} new tokens`,
@@ -582,7 +592,10 @@ export class InferenceSession {
   private positionTableSize(): number | undefined {
     if (this.spec.positions !== 'learned') return undefined;
     const table = this.graph.weights.find((w) => w.role === 'pos_embed' && w.shape.length === 2);
-    return table === undefined ? this.spec.maxPositions : table.shape[0]! - (this.spec.positionOffset ?? 0);
+    const rows = table === undefined ? undefined : table.shape[0]! - (this.spec.positionOffset ?? 0);
+    // The spec may allow fewer (Reformer: a sequence runs padded to its chunk multiple, which must fit).
+    const limits = [rows, this.spec.maxPositions].filter((n): n is number => n !== undefined);
+    return limits.length === 0 ? undefined : Math.min(...limits);
   }
 
   private async forward(step: StepInput): Promise<StepResult> {

@@ -29,6 +29,9 @@ export interface AttentionRuntime {
   /** Norms over each head's features (Qwen3's q_norm / k_norm). */
   readonly qNorm?: WeightRef;
   readonly kNorm?: WeightRef;
+  /** Per-head biases added to q and v after the projection (DeBERTa v1's q_bias / v_bias, split with the heads). */
+  readonly qBias?: WeightRef;
+  readonly vBias?: WeightRef;
 }
 
 export interface AttentionOptions {
@@ -146,6 +149,8 @@ export class SubLayers {
       k = r.k ? await linear(rank, x, this.weight(r.k)) : q; // reformer LSH shares q and k
       v = await linear(rank, x, this.weight(r.v!));
     }
+    if (a.qBias) q = rank.add(q, this.tensor(a.qBias.weight.name));
+    if (a.vBias) v = rank.add(v, this.tensor(a.vBias.weight.name));
     if (r.qFullNorm) q = this.norm(q, r.qFullNorm);
     if (r.kFullNorm) k = this.norm(k, r.kFullNorm);
     const { headDim, valueDim } = a.spec;
@@ -212,12 +217,16 @@ export class SubLayers {
         : undefined;
     const qNorm = norms?.get('q_norm');
     const kNorm = norms?.get('k_norm');
+    const qBias = norms?.get('q_bias');
+    const vBias = norms?.get('v_bias');
     return {
       refs,
       spec: attention,
       rotary,
       ...(qNorm ? { qNorm } : {}),
       ...(kNorm ? { kNorm } : {}),
+      ...(qBias ? { qBias } : {}),
+      ...(vBias ? { vBias } : {}),
       qWidth: localQ * headDim,
       kWidth: localKv * headDim,
       vWidth: localKv * valueDim,

@@ -10,7 +10,9 @@ import { TpError } from '../errors/index.js';
 import { analyzeModel, createConfigReader, type ConfigReader, type ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
 import { DecoderEngine } from './decoder.js';
+import { ReformerEngine } from './reformer/engine.js';
 import { EncoderEngine } from './encoder.js';
+import { PerceiverEngine } from './perceiver.js';
 import { Seq2SeqEngine } from './seq2seq.js';
 import { refuseGap, type Engine } from './engine.js';
 import type { LoadedShard } from './load.js';
@@ -56,10 +58,18 @@ function createEngine(rank: Rank, graph: ModelGraph, plan: TPPlan, shard: Loaded
   refuseGap(graph);
   const d = graph.descriptor;
   switch (graph.kind) {
-    case 'causal':
-      return new DecoderEngine(rank, graph, plan, shard, d.decoder!(config), data.kvDtype);
-    case 'encoder':
-      return new EncoderEngine(rank, graph, plan, shard, d.encoder!(config), data.kvDtype);
+    case 'causal': {
+      const spec = d.decoder!(config);
+      // Reformer re-runs each sequence whole every step (its LSH buckets change as it grows): no KV cache.
+      if (spec.reformer !== undefined) return new ReformerEngine(rank, graph, plan, shard, spec, data.kvDtype);
+      return new DecoderEngine(rank, graph, plan, shard, spec, data.kvDtype);
+    }
+    case 'encoder': {
+      const spec = d.encoder!(config);
+      // Perceiver IO: a latent array between the inputs and the outputs instead of a token stack.
+      if (spec.perceiver !== undefined) return new PerceiverEngine(rank, graph, plan, shard, spec, data.kvDtype);
+      return new EncoderEngine(rank, graph, plan, shard, spec, data.kvDtype);
+    }
     case 'seq2seq':
       return new Seq2SeqEngine(rank, graph, plan, shard, d.seq2seq!(config), data.kvDtype);
     default:

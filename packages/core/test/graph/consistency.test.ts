@@ -1,12 +1,14 @@
 /**
  * A config.json that disagrees with its weights is refused at analysis time: a ShapeError
  * (`shape-mismatch`) naming the config key, its value, the tensor and its shape. One wrong key at a
- * time, on the transformers fixtures of llama, gpt2, t5 and bert, and on a self-contained llama.
+ * time, on the transformers fixtures of llama, gpt2, t5, bert and perceiver, and on a self-contained
+ * llama. Perceiver's decoder reads and writes d_model-wide rows (its rules declare that width) and
+ * has 8 heads fixed by its class: both are checked on their own.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { analyzeModel, planTensorParallel, type HfConfig } from '../../src/index.js';
+import { analyzeModel, FIXED_BY_CLASS, planTensorParallel, type HfConfig } from '../../src/index.js';
 import { fakeCheckpoint } from '../helpers/fake.js';
 import { expectTpError } from '../helpers/files.js';
 import { FIXTURES_DIR, hasShared, needsShared } from '../helpers/shared.js';
@@ -80,6 +82,12 @@ const CASES: Record<string, Case[]> = {
     { set: { num_attention_heads: 3 }, key: 'num_attention_heads', tensor: 'bert.encoder.layer.0.attention.output.dense.weight', actual: [64, 64] },
     { set: { vocab_size: 50 }, key: 'vocab_size', tensor: 'bert.embeddings.word_embeddings.weight', actual: [100, 64], expected: [50, 64] },
     { set: { num_hidden_layers: 1 }, key: 'num_hidden_layers', tensor: 'bert.encoder.layer.1.attention.output.LayerNorm.bias', actual: [64] },
+  ],
+  // d_model 32 (the inputs and the decoder's rows), d_latents 64 (the hidden state): each checked on its own.
+  perceiver: [
+    { set: { d_model: 48 }, key: 'd_model', tensor: 'perceiver.decoder.decoding_cross_attention.attention.output.dense.weight', actual: [32, 32], expected: [48, 32] },
+    { set: { d_latents: 32 }, key: 'd_latents', tensor: 'perceiver.encoder.cross_attention.attention.output.dense.weight', actual: [64, 32], expected: [32, 32] },
+    { set: { num_cross_attention_heads: 3 }, key: 'num_cross_attention_heads', tensor: 'perceiver.encoder.cross_attention.attention.output.dense.weight', actual: [64, 32] },
   ],
 };
 
@@ -176,5 +184,52 @@ describe('a self-contained llama', () => {
   it('an unknown model type keeps only the head checks (its name rules are a guess)', () => {
     const graph = analyzeModel(fakeCheckpoint({ ...config, model_type: 'acme_lm', hidden_size: 48 }, shapes));
     expect(graph.family).toBe('generic');
+  });
+});
+
+describe(`perceiver's decoder: its d_model width and its 8 heads fixed by PerceiverForMaskedLM${needsShared}`, () => {
+  const fixture = () => families['perceiver']!;
+  const decoder = 'perceiver.decoder.decoding_cross_attention';
+
+  it.skipIf(!hasShared)('the 8 heads are the class\'s, whatever config.json says', () => {
+    const graph = analyzeModel(fakeCheckpoint({ ...fixture().config, num_heads: 4 }, fixture().tensors));
+    expect(graph.geometry.attention['decoder']).toEqual({ heads: 8, kvHeads: 8, headDim: 32 });
+    expect(graph.weights.find((w) => w.name === `${decoder}.mlp.dense1.weight`)!.width).toMatchObject({ size: 32, source: { key: 'd_model', value: 32 } });
+    expect(graph.weights.find((w) => w.name === `${decoder}.attention.self.key.weight`)!.width).toBeUndefined();
+  });
+
+  it.skipIf(!hasShared)('one damaged decoder tensor is refused, naming d_model and the tensor', async () => {
+    const e = await expectTpError(() => analyzeModel(fakeCheckpoint(fixture().config, { ...fixture().tensors, [`${decoder}.mlp.dense1.weight`]: [32, 40] })), {
+      code: 'shape-mismatch',
+      name: 'ShapeError',
+      key: 'd_model',
+      tensor: `${decoder}.mlp.dense1.weight`,
+    });
+    expect(e['actual']).toEqual([32, 40]);
+    expect(e['expected']).toEqual([32, 32]);
+    expect(e.message).toContain('"d_model" is 32');
+    expect(e.message).toContain('its input width (dimension 1), the width set by "d_model", is 40, not 32');
+    expect(e.message).toContain('the checkpoint is damaged or mixes two models');
+  });
+
+  it.skipIf(!hasShared)('without d_model the decoder\'s width is unknown: refused, naming the key', async () => {
+    const { d_model: _, ...config } = fixture().config;
+    const e = await expectTpError(() => analyzeModel(fakeCheckpoint(config, fixture().tensors)), { code: 'config-missing-key', key: 'd_model' });
+    expect(e.message).toContain('none of "d_model" is set');
+  });
+
+  it.skipIf(!hasShared)('decoder queries that are not 8 whole heads are refused as not of this class (no config key can fix it)', async () => {
+    const tensors = { ...fixture().tensors, [`${decoder}.attention.self.query.weight`]: [252, 32], [`${decoder}.attention.self.query.bias`]: [252] };
+    const e = await expectTpError(() => analyzeModel(fakeCheckpoint(fixture().config, tensors)), {
+      code: 'shape-mismatch',
+      name: 'ShapeError',
+      key: FIXED_BY_CLASS,
+      tensor: `${decoder}.attention.self.query.weight`,
+    });
+    expect(e['value']).toBe(8);
+    expect(e['keys']).toEqual([]);
+    expect(e.message).toContain('the model class fixes the number of attention heads at 8');
+    expect(e.message).toContain('must hold 8 attention heads');
+    expect(e.message).toContain('No config key changes it: these weights are not of this class');
   });
 });

@@ -45,6 +45,15 @@ function ranksText(t: TensorPlan, r: number, scale = 1): string {
   return JSON.stringify(merged);
 }
 
+/** How many leading dotted segments two names share. */
+function sharedSegments(a: string, b: string): number {
+  const x = a.split('.');
+  const y = b.split('.');
+  let n = 0;
+  while (n < x.length && n < y.length && x[n] === y[n]) n++;
+  return n;
+}
+
 /** Within a block: mlp.up/gate output ranges = mlp.down input ranges; attn.q heads = attn.out heads. */
 function pairViolations(plan: TPPlan): string[] {
   const problems: string[] = [];
@@ -73,10 +82,16 @@ function pairViolations(plan: TPPlan): string[] {
     for (const out of list.filter((t) => t.role === 'attn.out' && t.split === 'row')) {
       const a = plan.attention[0];
       if (a === undefined) continue;
-      const queries = list.filter((t) => t.role === 'attn.q' && t.split === 'column' && t.shape[t.dim] === out.shape[out.dim]);
-      for (const q of queries) {
+      // Its own attention's queries: those sharing the most leading name segments with it (one block,
+      // or the top level, may hold several attentions: Perceiver's encoder and decoder cross-attention).
+      // Their widths may differ (query/key vs value heads), so ranges are compared per head.
+      const queries = list.filter((t) => t.role === 'attn.q' && t.split === 'column');
+      const closeness = queries.map((q) => sharedSegments(q.name, out.name));
+      const best = Math.max(...closeness);
+      for (const q of queries.filter((_, i) => closeness[i] === best)) {
+        const scale = q.shape[q.dim]! / out.shape[out.dim]!;
         for (let r = 0; r < plan.tpSize; r++) {
-          if (ranksText(q, r) !== ranksText(out, r)) problems.push(`${out.name} rank ${r} input ${ranksText(out, r)} ≠ ${q.name} output ${ranksText(q, r)}`);
+          if (ranksText(q, r, scale) !== ranksText(out, r)) problems.push(`${out.name} rank ${r} input ${ranksText(out, r)} ≠ ${q.name} output ${ranksText(q, r, scale)} (scaled by ${scale})`);
         }
       }
     }

@@ -115,3 +115,44 @@ describe(`fused_shard_fixtures.json is reproduced exactly${needsShared}`, () => 
     });
   }
 });
+
+/**
+ * Perceiver's decoder (PerceiverForMaskedLM's PerceiverBasicDecoder) reads and writes d_model-wide
+ * rows (32 in this fixture) where the hidden state, the latents, is d_latents wide (64). Its rules
+ * declare the d_model width and its 8 heads are a constant of the class, so it is split like the
+ * encoder: by its own heads and MLP width, not replicated as it was before (when every rank held the
+ * whole decoder). The tp-8 refusal above is unchanged: 8 decoder heads would allow it, the encoder's
+ * 4 do not.
+ */
+describe(`perceiver's d_model-wide decoder is split by its own 8 heads${needsShared}`, () => {
+  it.skipIf(!hasShared)('at tp 3: q/k by 3, 3, 2 heads of 32, v and the output projection by 3, 3, 2 heads of 4 (d_model / 8), the MLP by its 32 features', () => {
+    const fixture = families['perceiver']!;
+    expect([fixture.config['d_model'], fixture.config['d_latents']]).toEqual([32, 64]);
+    const plan = planTensorParallel(analyzeModel(fakeCheckpoint(fixture.config, fixture.tensors)), { tpSize: 3 });
+    const decoder = plan.attention.find((a) => a.group === 'decoder')!;
+    expect(decoder.ranks.map((r) => [r.heads, r.headDim, r.valueDim])).toEqual([[3, 32, 4], [3, 32, 4], [2, 32, 4]]);
+    expect(plan.attention.find((a) => a.group === 'cross')!.ranks.map((r) => r.heads)).toEqual([2, 1, 1]);
+    const at = (module: string) => {
+      const t = plan.tensors.find((x) => x.name === `perceiver.decoder.decoding_cross_attention.${module}.weight`)!;
+      return { split: t.split, dim: t.dim, ranges: t.ranks.map((r) => r.ranges) };
+    };
+    const qk = [[[0, 96]], [[96, 192]], [[192, 256]]];
+    const v = [[[0, 12]], [[12, 24]], [[24, 32]]];
+    expect(at('attention.self.query')).toEqual({ split: 'column', dim: 0, ranges: qk });
+    expect(at('attention.self.key')).toEqual({ split: 'column', dim: 0, ranges: qk });
+    expect(at('attention.self.value')).toEqual({ split: 'column', dim: 0, ranges: v });
+    expect(at('attention.output.dense')).toEqual({ split: 'row', dim: 1, ranges: v });
+    // The decoder's MLP is its own width group (32), not the encoder cross-attention's (64).
+    const mlp = [[[0, 16]], [[16, 24]], [[24, 32]]];
+    expect(at('mlp.dense1')).toEqual({ split: 'column', dim: 0, ranges: mlp });
+    expect(at('mlp.dense2')).toEqual({ split: 'row', dim: 1, ranges: mlp });
+    expect(plan.tensors.find((t) => t.name === 'perceiver.encoder.cross_attention.mlp.dense1.weight')!.ranks.map((r) => r.ranges)).toEqual([[[0, 32]], [[32, 48]], [[48, 64]]]);
+    expect(planViolations(plan)).toEqual([]);
+    // The invariants pair the decoder's output projection with its own queries (per head), not the encoder's.
+    const tampered = structuredClone(plan);
+    tampered.tensors.find((t) => t.name === 'perceiver.decoder.decoding_cross_attention.attention.output.dense.weight')!.ranks.reverse();
+    const problems = planViolations(tampered);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems.every((p) => p.includes('decoding_cross_attention.attention.output.dense') && p.includes('decoding_cross_attention.attention.self.query'))).toBe(true);
+  });
+});

@@ -1,5 +1,6 @@
 /** Encoder–decoders: T5 and the BART family. families.md §4.4. */
-import type { FamilyDescriptor } from '../descriptor.js';
+import type { ConfigReader, FamilyDescriptor } from '../descriptor.js';
+import type { Seq2SeqSpec } from '../seq2seq-spec.js';
 import { UnsupportedModelError } from '../../errors/index.js';
 import { bartAttention, bartConfig, bartLike, bartSeq2Seq, t5Attention, t5AttentionGroups, t5Config, t5Rules, t5Seq2Seq } from './templates.js';
 
@@ -22,9 +23,29 @@ export const longt5: FamilyDescriptor = {
   aliases: [],
   title: 'LongT5',
   weights: [...t5Attention('LocalSelfAttention', 'self'), ...t5Attention('TransientGlobalSelfAttention', 'self'), ...t5Rules],
-  seq2seq: undefined,
-  engineGap: "LongT5's encoder attention (local blocks, and transient-global tokens with their own relative bias) is not implemented",
+  notes: [
+    'relative_attention_bias and global_relative_attention_bias are [buckets, heads]: each rank keeps the columns of its own heads',
+    "the encoder's global tokens are sums of the replicated hidden state, projected by each rank's own k/v heads: no extra communication",
+  ],
+  seq2seq: longT5Seq2Seq,
 };
+
+/**
+ * LongT5 (transformers' LongT5ForConditionalGeneration): T5's stacks, except that the encoder's
+ * self-attention is local — each token sees those at most local_radius away — or transient-global,
+ * which adds one global token per global_block_size tokens (LongT5Block picks the class from
+ * encoder_attention_type). The decoder is T5's.
+ */
+function longT5Seq2Seq(c: ConfigReader): Seq2SeqSpec {
+  const kind = c.value('encoder_attention_type') ?? 'local';
+  const radius = c.number(['local_radius']) ?? 127;
+  const globalBlockSize = c.number(['global_block_size']) ?? 16;
+  const refuse = (reason: string) => new UnsupportedModelError({ modelType: 'longt5', reason });
+  if (kind !== 'local' && kind !== 'transient-global') throw refuse(`encoder_attention_type ${JSON.stringify(kind)} is not one of LongT5's ("local", "transient-global")`);
+  if (!Number.isInteger(radius) || radius < 0) throw refuse(`local_radius ${radius} is not a whole number of tokens`);
+  if (!Number.isInteger(globalBlockSize) || globalBlockSize < 1) throw refuse(`global_block_size ${globalBlockSize} is not a positive whole number of tokens`);
+  return { ...t5Seq2Seq(c), encoderAttention: kind === 'local' ? { kind, radius } : { kind, radius, globalBlockSize } };
+}
 
 /** Learned positions start at row 2 (transformers' BartLearnedPositionalEmbedding.offset). */
 const bartPositions = { positions: 'learned', positionOffset: 2 } as const;
@@ -82,9 +103,42 @@ export const bigbirdPegasus = bartLike({
     { match: 'encoder.layers.#.self_attn.self.key', role: 'attn.k', attention: 'enc' },
     { match: 'encoder.layers.#.self_attn.self.value', role: 'attn.v', attention: 'enc' },
     { match: 'encoder.layers.#.self_attn.output', role: 'attn.out', attention: 'enc' },
+    { match: 'layernorm_embedding', role: 'norm', slot: 'final_norm', note: 'applied after the last layer, not to the embeddings' },
   ],
-  engineGap: "BigBird-Pegasus's encoder (block-sparse attention, or its original_full variant with its own layer names) is not implemented",
+  seq2seq: bigbirdPegasusSeq2Seq,
 });
+
+/**
+ * BigBird-Pegasus (transformers' BigBirdPegasusForConditionalGeneration): Pegasus-like pre-norm
+ * stacks with token embeddings times sqrt(d_model) (scale_embedding, default true), learned positions
+ * from 0, no norm before the layers and `layernorm_embedding` after them, gelu_new, and attention
+ * projections without biases (use_bias: false). The encoder's attention is full (`attention_type:
+ * "original_full"`) or block-sparse; BigBirdPegasusEncoder.forward falls back to full attention when
+ * the input has at most (5 + 2·num_random_blocks)·block_size tokens, so block-sparse configs run
+ * exactly there and longer inputs are refused.
+ */
+function bigbirdPegasusSeq2Seq(c: ConfigReader): Seq2SeqSpec {
+  const spec = bartSeq2Seq(c, { positions: 'learned', normPlacement: 'pre' });
+  const d = c.number(['d_model']) ?? 1024;
+  const scaled = c.bool('scale_embedding') ?? true;
+  const stack = { ...spec.decoder, ...(scaled ? { embedScale: Math.sqrt(d) } : {}) };
+  const full = { ...spec, encoder: stack, decoder: stack };
+  const type = c.value('attention_type') ?? 'block_sparse';
+  if (type === 'original_full') return full;
+  if (type !== 'block_sparse') throw new UnsupportedModelError({ modelType: 'bigbird_pegasus', reason: `attention_type ${JSON.stringify(type)} is not one of BigBird-Pegasus's ("original_full", "block_sparse")` });
+  const blockSize = c.number(['block_size']) ?? 64;
+  const randomBlocks = c.number(['num_random_blocks']) ?? 3;
+  const tokens = (5 + 2 * randomBlocks) * blockSize;
+  // A position table no longer than that: every input it takes runs with full attention.
+  if ((c.number(['max_position_embeddings']) ?? 4096) <= tokens) return full;
+  return {
+    ...full,
+    encoderLimit: {
+      tokens,
+      reason: `block-sparse attention is not implemented; inputs up to ${tokens} tokens ((5 + 2 × num_random_blocks ${randomBlocks}) × block_size ${blockSize}) run with full attention as transformers does`,
+    },
+  };
+}
 
 export const led = bartLike({
   modelType: 'led',

@@ -195,8 +195,10 @@ export const t5Attention = (module: string, attention: string): WeightRule[] => 
   { match: `${module}.v`, role: 'attn.v', attention },
   { match: `${module}.o`, role: 'attn.out', attention },
   { match: `${module}.relative_attention_bias`, role: 'rel_bias', attention, headAxis: 1 },
-  { match: `${module}.global_relative_attention_bias`, role: 'rel_bias', attention, headAxis: 1 },
-  { match: `${module}.global_input_layer_norm`, role: 'norm' },
+  // LongT5's transient-global attention: a second per-head table (token block → global token) and the
+  // norm of the global aggregates. Slots, not `rel_bias`, so the local table stays the stack's one bias.
+  { match: `${module}.global_relative_attention_bias`, role: 'attn.head_param', attention, headAxis: 1, slot: 'global_rel_bias', note: 'side bias [buckets, heads]: each rank keeps the columns of its heads' },
+  { match: `${module}.global_input_layer_norm`, role: 'norm', slot: 'global_norm' },
 ];
 
 export const t5Rules: readonly WeightRule[] = [
