@@ -456,7 +456,9 @@ export class CudaRank implements Rank, RankDevice {
 
   private addInto(y: CudaTensor, a: CudaTensor, b: CudaTensor, op: string): CudaTensor {
     this.checkF32(op, a, b);
-    if (b.length !== a.length && (b.shape.length !== 1 || b.length !== a.cols)) fail(op, `cannot add ${shapeText(b.shape)} to ${shapeText(a.shape)}`);
+    // b is a's shape, or one row broadcast over a's rows: [cols] or [1, cols] (BART's final_logits_bias).
+    const oneRow = b.shape.length === 1 || (b.shape.length === 2 && b.shape[0] === 1);
+    if (b.length !== a.length && (!oneRow || b.length !== a.cols)) fail(op, `cannot add ${shapeText(b.shape)} to ${shapeText(a.shape)}`);
     this.launch('tp_add', [this.blocks(a.length)], 256, [y.ptr, a.ptr, b.ptr, a.length, Math.max(1, b.length)]);
     return y;
   }

@@ -444,7 +444,8 @@ export class WebGpuRank implements Rank, Staging {
   private broadcastLength(op: string, a: GpuTensor, b: GpuTensor): number {
     if (a.dtype !== 'f32' || b.dtype !== 'f32') fail(op, `operands must be f32, not ${a.dtype} and ${b.dtype}`);
     if (b.numel === a.numel) return a.numel;
-    if (b.shape.length === 1 && b.numel === a.cols) return b.numel;
+    // One row broadcast over a's rows: [cols], or [1, cols] (BART's final_logits_bias).
+    if ((b.shape.length === 1 || (b.shape.length === 2 && b.shape[0] === 1)) && b.numel === a.cols) return b.numel;
     return fail(op, `${shapeText(b)} does not broadcast onto ${shapeText(a)}`);
   }
 

@@ -298,9 +298,9 @@ export interface Rank {
   norm(x: DeviceTensor, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
   /** Norm over each `width`-wide group of features (Qwen3's per-head q/k norm). */
   groupNorm(x: DeviceTensor, width: number, spec: NormSpec, weight?: DeviceTensor, bias?: DeviceTensor): DeviceTensor;
-  /** a + b (b broadcast over rows when it is 1-D). */
+  /** a + b (b broadcast over rows when it is one row: [cols] or [1, cols]). */
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor;
-  /** a += b in place (b broadcast over rows when 1-D); returns a. */
+  /** a += b in place (b broadcast over rows when it is one row: [cols] or [1, cols]); returns a. */
   addInPlace(a: DeviceTensor, b: DeviceTensor): DeviceTensor;
   scale(x: DeviceTensor, s: number): DeviceTensor;
   /** Clamp every element to [-limit, limit] in place; returns x. */

@@ -517,13 +517,15 @@ function activationInput(r: Random, n: number): Float32Array {
 }
 
 function elementwiseCases(single: Single): void {
+  // b: the whole shape, one row as a vector [C], or one row as a matrix [1, C] (BART's final_logits_bias).
   for (const [shape, broadcast] of [
-    [[3, 33], false],
-    [[5, 7], true],
-    [[1, 130], true],
-  ] as Array<[[number, number], boolean]>) {
+    [[3, 33], 'none'],
+    [[5, 7], 'vector'],
+    [[1, 130], 'vector'],
+    [[6, 9], 'row'],
+  ] as Array<[[number, number], 'none' | 'vector' | 'row']>) {
     const [R, C] = shape;
-    const bShape = broadcast ? [C] : [R, C];
+    const bShape = broadcast === 'vector' ? [C] : broadcast === 'row' ? [1, C] : [R, C];
     for (const inPlace of [false, true]) {
       const kernel = inPlace ? 'addInPlace' : 'add';
       single(`${kernel}: [${R}, ${C}] + ${shapeText(bShape)}`, async (c, r) => {
