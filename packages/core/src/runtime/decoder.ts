@@ -9,7 +9,7 @@ import { hostTensor, type AttentionStep, type DeviceTensor, type KvCache, type R
 import { TpError } from '../errors/index.js';
 import type { DecoderSpec, ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
-import type { Engine, StepInput, StepResult } from './engine.js';
+import { withinStep, type Engine, type StepInput, type StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import { embedTokens } from './embeddings.js';
 import { linear, type LinearWeight } from './linear.js';
@@ -77,12 +77,7 @@ export class DecoderEngine implements Engine {
   }
 
   async forward(step: StepInput): Promise<StepResult | undefined> {
-    this.rank.beginStep();
-    try {
-      return await this.forwardStep(step);
-    } finally {
-      await this.rank.endStep();
-    }
+    return withinStep(this.rank, () => this.forwardStep(step));
   }
 
   /** Beam search: sequence b continues sequence order[b] — its KV caches and its key timeline. */

@@ -2,6 +2,7 @@
  * What a rank runs, whatever the model kind: the step the coordinator sends, what rank 0 returns,
  * and the engine interface the worker drives. The graph's kind chooses the engine.
  */
+import type { Rank } from '../backend/index.js';
 import type { ModelGraph } from '../graph/index.js';
 import { UnsupportedModelError } from '../errors/index.js';
 
@@ -87,4 +88,14 @@ export function engineGap(graph: ModelGraph): string | undefined {
 export function refuseGap(graph: ModelGraph): void {
   const gap = engineGap(graph);
   if (gap !== undefined) throw new UnsupportedModelError({ modelType: graph.modelType, reason: gap, hint: 'tp plan still works for it' });
+}
+
+/** `fn` between `beginStep` and `endStep`: the step's temporaries are released once the device is done with them, even when `fn` throws. */
+export async function withinStep<T>(rank: Pick<Rank, 'beginStep' | 'endStep'>, fn: () => Promise<T>): Promise<T> {
+  rank.beginStep();
+  try {
+    return await fn();
+  } finally {
+    await rank.endStep();
+  }
 }

@@ -25,7 +25,7 @@ import { perceiverSlots, type EncoderSpec, type ModelGraph, type PerceiverSpec }
 import type { TPPlan } from '../plan/index.js';
 import { lmHead, rankZeroOutput } from './decoder.js';
 import { embedTokens } from './embeddings.js';
-import type { Engine, StepInput, StepResult } from './engine.js';
+import { withinStep, type Engine, type StepInput, type StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import type { LoadedShard } from './load.js';
 import { modelRefs, type AttentionRefs, type LayerRefs, type TopRefs, type WeightRef } from './structure.js';
@@ -98,12 +98,7 @@ export class PerceiverEngine implements Engine {
   }
 
   async forward(input: StepInput): Promise<StepResult | undefined> {
-    this.rank.beginStep();
-    try {
-      return await this.run(input);
-    } finally {
-      await this.rank.endStep();
-    }
+    return withinStep(this.rank, () => this.run(input));
   }
 
   private async run(input: StepInput): Promise<StepResult | undefined> {

@@ -20,7 +20,7 @@ import { ArgumentError, TpError, UnsupportedModelError } from '../../errors/inde
 import { reformerPaddedLength, type DecoderSpec, type ModelGraph, type ReformerSpec } from '../../graph/index.js';
 import type { TPPlan } from '../../plan/index.js';
 import { lmHead, rankZeroOutput } from '../decoder.js';
-import type { Engine, StepInput, StepResult } from '../engine.js';
+import { withinStep, type Engine, type StepInput, type StepResult } from '../engine.js';
 import { embed, linear, type SubLayerOutput } from '../linear.js';
 import type { LoadedShard } from '../load.js';
 import { modelRefs, type AttentionRefs, type LayerRefs, type TopRefs, type WeightRef } from '../structure.js';
@@ -113,12 +113,7 @@ export class ReformerEngine implements Engine {
     if (step.order !== undefined) this.history.reorder(step.order);
     this.history.append(step);
     if (step.logits === 'none') return undefined; // nothing is cached, so a step without logits computes nothing
-    this.rank.beginStep();
-    try {
-      return await this.run(step);
-    } finally {
-      await this.rank.endStep();
-    }
+    return withinStep(this.rank, () => this.run(step));
   }
 
   private async run(step: StepInput): Promise<StepResult | undefined> {
