@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
  * pnpm bench:cpu — the CPU benchmark, reproducibly:
- *   1. write the synthetic 134M-parameter llama (tools/tiny-models preset bench-llama-134m) into
+ *   1. write the synthetic 134M-parameter llama (tools/tiny-models preset bench-llama-134m; with
+ *      --model bert the BERT-base-shaped encoder bench-bert-110m, with --model t5 the T5-small-shaped
+ *      encoder–decoder bench-t5-83m) into
  *      .cache/models/bench-llama-134m, or reuse it when it is already there; with --dtype bf16 or f16 the
  *      same preset written in that type (the same random values, rounded to nearest even) into
  *      .cache/models/bench-llama-134m-bf16 or -f16 — the folders tools/compare-llamacpp uses too;
@@ -10,10 +12,12 @@
  *   3. write the table, the machine and the exact command to bench/results/cpu-<date>.md (f32) or
  *      cpu-<dtype>-<date>.md (bf16, f16) and the JSON lines to the .jsonl beside it.
  *
- *   pnpm bench:cpu [--dtype f32|bf16|f16|all] [tp bench options...]
+ *   pnpm bench:cpu [--model llama|bert|t5] [--dtype f32|bf16|f16|all] [tp bench options...]
  *
- * --dtype (default f32; all: f32, bf16 and f16 one after the other) picks the checkpoint variant; every
- * other argument is passed to `tp bench` (e.g. pnpm bench:cpu --runs 5).
+ * --model (default llama) picks the model and its lengths (bert: one forward of 128 tokens per
+ * sequence; t5: a 64-token source, 32 new tokens); --dtype (default f32; all: f32, bf16 and f16 one
+ * after the other) picks the checkpoint variant; every other argument is passed to `tp bench` (e.g.
+ * pnpm bench:cpu --runs 5). Results: bench/results/cpu[-bert|-t5][-dtype]-<date>.{md,jsonl,svg}.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -23,7 +27,12 @@ import { fileURLToPath } from 'node:url';
 import { describeBenchCells, describeMachine, machineInfo, renderBenchChart, renderBenchReport } from '@tp/cli';
 import { DTYPE_INFO, PRESETS, writeTinyModel } from '@tp/tiny-models';
 
-const PRESET = 'bench-llama-134m';
+/** The benchmark models: a causal LM, an encoder and an encoder–decoder, each with the lengths it is measured at. */
+const MODELS = {
+  llama: { preset: 'bench-llama-134m', lengths: ['--prompt', '16', '--new', '64'], results: 'cpu' },
+  bert: { preset: 'bench-bert-110m', lengths: ['--prompt', '128'], results: 'cpu-bert' },
+  t5: { preset: 'bench-t5-83m', lengths: ['--prompt', '64', '--new', '32'], results: 'cpu-t5' },
+};
 const DTYPES = ['f32', 'bf16', 'f16'];
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const resultsDir = path.join(root, 'bench', 'results');
@@ -33,12 +42,14 @@ const say = (text) => console.error(`bench:cpu: ${text}`);
 /** f32: the preset's own folder; bf16/f16: a folder of its own, the same model rounded. */
 const modelDirFor = (dtype) => path.join(root, '.cache', 'models', dtype === 'f32' ? PRESET : `${PRESET}-${dtype}`);
 
-// --dtype is ours; everything else goes to tp bench.
+// --model and --dtype are ours; everything else goes to tp bench.
 const passThrough = [];
 let dtypeText;
+let modelName = 'llama';
 for (let i = 2; i < process.argv.length; i++) {
   const arg = process.argv[i];
-  if (arg === '--dtype') {
+  if (arg === '--model') modelName = process.argv[++i] ?? '';
+  else if (arg === '--dtype') {
     dtypeText = process.argv[++i];
     if (dtypeText === undefined) {
       say('--dtype needs a value: f32, bf16, f16 or all');
@@ -47,6 +58,12 @@ for (let i = 2; i < process.argv.length; i++) {
   } else if (arg.startsWith('--dtype=')) dtypeText = arg.slice('--dtype='.length);
   else passThrough.push(arg);
 }
+const model = MODELS[modelName];
+if (model === undefined) {
+  say(`--model must be one of ${Object.keys(MODELS).join(', ')}, got "${modelName}"`);
+  process.exit(2);
+}
+const PRESET = model.preset;
 const dtypeValue = (dtypeText ?? 'f32').toLowerCase();
 if (dtypeValue !== 'all' && !DTYPES.includes(dtypeValue)) {
   say(`--dtype must be f32, bf16, f16 or all, got ${dtypeText}`);
@@ -57,6 +74,21 @@ const dtypes = dtypeValue === 'all' ? DTYPES : [dtypeValue];
 // tp's own weight-type option, when this build of tp has one: keep the weights as they are stored.
 const tpHelp = execFileSync(process.execPath, [bin, 'bench', '--help'], { cwd: root, encoding: 'utf8' });
 const tpDtypeArgs = /(^|\s)--dtype\b/m.test(tpHelp) ? ['--dtype', 'auto'] : [];
+
+/** What the columns of a causal LM's or an encoder–decoder's table mean. */
+const GENERATE_NOTES = (results) => `- load s: wall time of \`initInference\` (plan, start one worker per rank, each rank reads its share of the weights).
+- prefill ms: time to the first generated token, i.e. a forward over the ${results[0]?.prompt_tokens ?? 16}-token random prompts of the batch (an encoder–decoder: the encoder, then the first decoder step).
+- decode ms/token: per sequence, the median (and p90) of the decode steps, prefill excluded (greedy, no early stop).
+- tokens/s: generated tokens per second over the whole batch (and per rank).
+- GB/s: bytes of weights each rank reads per decode step plus the KV cache read, ÷ the median step time; share: of the machine's read bandwidth measured at the start of the run (an encoder–decoder's step reads the decoder's weights, its self-attention cache and the cross-attention cache over the source).
+- FLOP/s: 2 × parameters used per token × tokens ÷ time (attention's q·k and value mix not counted).`;
+
+/** What the columns of an encoder's table mean. */
+const ENCODE_NOTES = (results) => `- load s: wall time of \`initInference\` (plan, start one worker per rank, each rank reads its share of the weights).
+- forward ms: one forward of the batch's ${results[0]?.prompt_tokens ?? 128}-token random inputs (last hidden state and masked-LM logits), median (and p90) of the runs.
+- tokens/s: tokens encoded per second, batch × ${results[0]?.prompt_tokens ?? 128} ÷ forward time, over the whole batch (and per rank).
+- GB/s: bytes of weights each rank reads per forward ÷ the forward time; share: of the machine's read bandwidth measured at the start of the run.
+- FLOP/s: 2 × parameters used per token × batch × ${results[0]?.prompt_tokens ?? 128} ÷ forward time (attention's q·k and value mix not counted).`;
 
 /** The weight type a written checkpoint declares in its config.json. */
 function storedDtype(dir) {
@@ -95,7 +127,7 @@ async function benchOne(dtype) {
   await ensureModel(dtype);
   const modelDir = modelDirFor(dtype);
   // tp bench, as a user would run it. Its progress (stderr) is shown as it comes; stdout is JSON lines.
-  const args = ['bench', rel(modelDir), '--tp', '1,2', '--batch', '1,4,16', '--backend', 'cpu', '--prompt', '16', '--new', '64', ...tpDtypeArgs, ...passThrough, '--json'];
+  const args = ['bench', rel(modelDir), '--tp', '1,2', '--batch', '1,4,16', '--backend', 'cpu', ...model.lengths, ...tpDtypeArgs, ...passThrough, '--json'];
   const command = `node ${rel(bin)} ${args.join(' ')}`;
   say(`running: ${command}`);
   say('this loads the model once per tp size and runs 1 warm-up + 3 timed generations per (tp, batch) cell; several minutes on a small machine');
@@ -120,7 +152,7 @@ async function benchOne(dtype) {
   const machine = results[0]?.machine ?? machineInfo();
   const date = new Date().toISOString().slice(0, 10);
   await mkdir(resultsDir, { recursive: true });
-  const base = dtype === 'f32' ? `cpu-${date}` : `cpu-${dtype}-${date}`;
+  const base = dtype === 'f32' ? `${model.results}-${date}` : `${model.results}-${dtype}-${date}`;
   const md = path.join(resultsDir, `${base}.md`);
   const jsonl = path.join(resultsDir, `${base}.jsonl`);
   const svg = path.join(resultsDir, `${base}.svg`);
@@ -128,7 +160,7 @@ async function benchOne(dtype) {
   const weights =
     dtype === 'f32'
       ? PRESETS[PRESET].description
-      : `the preset written with dtype ${dtype} (${DTYPE_INFO[dtype].safetensors} safetensors: the f32 preset's values rounded to nearest even, ~268 MB)`;
+      : `the preset written with dtype ${dtype} (${DTYPE_INFO[dtype].safetensors} safetensors: the f32 preset's values rounded to nearest even)`;
   const report = `# CPU benchmark${dtype === 'f32' ? '' : `, ${DTYPE_INFO[dtype].safetensors} weights`}, ${date}
 
 Machine: ${describeMachine(machine)}
@@ -136,7 +168,7 @@ Machine: ${describeMachine(machine)}
 Model: \`${PRESET}\` from tools/tiny-models — ${weights}; synthetic, random weights.
 ${tpDtypeArgs.length ? 'tp keeps the weights as stored (`--dtype auto`).' : `This tp's \`bench --help\` lists no --dtype: it loads the ${dtype} checkpoint with its default.`}
 
-Command (run from the repository root by \`pnpm bench:cpu${dtypeText === undefined ? '' : ` --dtype ${dtypeValue}`}\`, ${((performance.now() - started) / 1000).toFixed(0)} s):
+Command (run from the repository root by \`pnpm bench:cpu${modelName === 'llama' ? '' : ` --model ${modelName}`}${dtypeText === undefined ? '' : ` --dtype ${dtypeValue}`}\`, ${((performance.now() - started) / 1000).toFixed(0)} s):
 
 \`\`\`sh
 ${command}
@@ -148,12 +180,7 @@ ${table}
 
 ![tp bench chart](${path.basename(svg)})
 
-- load s: wall time of \`initInference\` (plan, start one worker per rank, each rank reads its share of the weights).
-- prefill ms: time to the first generated token, i.e. a forward over the ${results[0]?.prompt_tokens ?? 16}-token random prompts of the batch.
-- decode ms/token: per sequence, the median (and p90) of the decode steps, prefill excluded (greedy, no early stop).
-- tokens/s: generated tokens per second over the whole batch (and per rank).
-- GB/s: bytes of weights each rank reads per decode step plus the KV cache read, ÷ the median step time; share: of the machine's read bandwidth measured at the start of the run.
-- FLOP/s: 2 × parameters used per token × tokens ÷ time (attention's q·k and value mix not counted).
+${results[0]?.mode === 'encode' ? ENCODE_NOTES(results) : GENERATE_NOTES(results)}
 - Each (tp, batch) cell: one warm-up generation, then ${results[0]?.runs ?? 3} timed runs; every number is in [${path.basename(jsonl)}](${path.basename(jsonl)}).
 `;
   await writeFile(md, report);
