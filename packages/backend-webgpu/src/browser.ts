@@ -1,19 +1,28 @@
 /**
- * The browser side of the backend: a rank on `navigator.gpu` (or any GPU object), for a page or a Web
- * Worker. Nothing here imports Node; the Node entry (index.ts) supplies Dawn's `create()` instead.
+ * The browser side of the backend (`@tp/backend-webgpu/browser`): a rank on `navigator.gpu` (or any
+ * GPU object) in a page or a Web Worker, collectives between Web Workers through SharedArrayBuffer
+ * (the page must be cross-origin isolated: served with COOP `same-origin` and COEP `require-corp`).
+ * Nothing here imports Node; bundlers resolve `@tp/core` to its browser entry (`@tp/core/browser`).
  *
- * Today this is what the headless-Chromium test runs (kernels, and collectives between two Web
- * Workers). The engine's session still loads checkpoints from the file system and starts
- * worker_threads, so a model runs in a browser only once @tp/core has a browser entry and reads
- * safetensors over HTTP Range requests.
+ * A model runs in a browser at any TP: the page opens the checkpoint's config and headers over HTTP
+ * (`openCheckpointFrom` with `httpByteSource`), plans it, makes `browserCommunicator(world)` and starts
+ * one Web Worker per rank; each worker calls `hostRank` of @tp/core/browser with `browserBackend`, so it
+ * opens its own adapter and device and fetches only its own byte ranges of the safetensors file (HTTP
+ * Range requests), then answers the coordinator's reset/forward messages as a Node rank does. The page
+ * drives those messages itself: the Node session (tokenizer, generate loops) does not run in a browser.
+ * Tested in headless Chromium (test/browser.test.ts): every single-rank conformance case, every
+ * collective between two Web Workers, and the golden Llama at TP=2 against Hugging Face's logits.
  */
-import { createHostCollectiveInit, TpError, type CommunicatorInit, type RankInit } from '@tp/core';
-import { openDevice } from './device.js';
-import { createGuardBuffer } from './guard.js';
-import { WebGpuRank } from './rank.js';
+import { abortHostCollective, BACKEND_INTERFACE_VERSION, createHostCollectiveInit, TpError, type Backend, type CommunicatorInit, type HostCollectiveInit, type RankInit } from '@tp/core';
+import { adapterName, openDevice, summarizeAdapter } from './device.js';
+import { abortGuard, createGuardBuffer } from './guard.js';
+import { KV_DTYPES, WebGpuRank } from './rank.js';
 
 /** Shared memory for `world` ranks in Web Workers (the page must be cross-origin isolated). */
 export function browserCommunicator(world: number, timeoutMs: number, slotFloats = 1 << 16): CommunicatorInit {
+  if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) {
+    throw new TpError('backend-unavailable', 'SharedArrayBuffer needs a cross-origin isolated page: serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp');
+  }
   return { ...createHostCollectiveInit(world, slotFloats, timeoutMs), guard: createGuardBuffer(world) };
 }
 
@@ -25,3 +34,35 @@ export async function createBrowserRank(init: RankInit, gpu: GPU = navigator.gpu
   const opened = await openDevice(gpu, `tp rank ${init.rank}`, without, guard);
   return guard.call('creating the rank', () => new WebGpuRank(opened, init, guard));
 }
+
+/**
+ * The backend as a page or a Web Worker uses it: what `hostRank` needs (createRank, abortCommunicator)
+ * and what a planner asks (storage and KV dtypes). `moduleUrl` is this module's own URL; browser ranks
+ * are started by the page, not by importing it.
+ */
+export const browserBackend: Backend = {
+  interfaceVersion: BACKEND_INTERFACE_VERSION,
+  name: 'webgpu',
+  moduleUrl: import.meta.url,
+  storageDtypes: ['f16', 'bf16', 'f32'],
+  kvDtypes: KV_DTYPES,
+  async probe() {
+    const adapter = typeof navigator === 'undefined' || navigator.gpu === undefined ? null : await navigator.gpu.requestAdapter();
+    if (adapter === null) return { available: false, reason: 'this browser offers no WebGPU adapter (navigator.gpu is missing or requestAdapter() returned null)', devices: [] };
+    const summary = summarizeAdapter(adapter);
+    return { available: true, devices: [{ name: adapterName(summary), details: { vendor: summary.vendor, architecture: summary.architecture, software: summary.fallback, features: summary.features } }] };
+  },
+  // Browsers do not report device memory.
+  rankMemoryLimit: async () => undefined,
+  createCommunicator: (world, options) => browserCommunicator(world, options.timeoutMs),
+  abortCommunicator(init, rank) {
+    // As the Node entry does: wake the ranks blocked in a collective, then those waiting on the guard.
+    abortHostCollective(init as HostCollectiveInit, rank);
+    const guard = init['guard'];
+    if (guard instanceof SharedArrayBuffer) abortGuard(guard, rank);
+  },
+  createRank: (init) => createBrowserRank(init),
+};
+
+export { DeviceLostError, WebGpuRank } from './rank.js';
+export type { AdapterSummary } from './device.js';

@@ -5,17 +5,29 @@
  * between two Web Workers, each with its own adapter and device, through SharedArrayBuffer (the page
  * is served with the COOP/COEP headers that make it cross-origin isolated).
  *
+ * A second page runs the golden Llama at TP=2 (test/browser/model-page.ts): two Web Workers, each with
+ * its own device, each fetching only its own byte ranges of model.safetensors from this server (HTTP
+ * Range requests, counted per rank), the logits at every position and 8 greedy tokens compared with
+ * Hugging Face's. That page is bundled from `@tp/core/browser` (core's built browser entry) and this
+ * package's src/browser.ts with esbuild for `platform: 'browser'` and no Node module marked external,
+ * so a Node builtin anywhere in their imports fails the build.
+ *
  * Without Chromium the test is skipped, saying why; under CI=true that is a failure (tools/setup.sh
  * installs it as root on Debian).
  */
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { analyzeModel, openCheckpoint, planTensorParallel } from '@tp/core';
+import { relativeToSpread } from '@tp/core/testing';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { browserBackend } from '../src/browser.js';
+import { GOLDEN_DIR, goldenSkip, hasGolden } from './helpers/golden.js';
+import type { ModelResults } from './browser/model-page.js';
 
 const CHROMIUM = process.env.TP_CHROMIUM ?? '/usr/bin/chromium';
 const hasChromium = existsSync(CHROMIUM);
@@ -25,11 +37,48 @@ if (!hasChromium && process.env.CI === 'true') {
 const skip = hasChromium ? '' : ` (skipped: no Chromium at ${CHROMIUM}; set TP_CHROMIUM or install the chromium package)`;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PAGE = '<!doctype html><meta charset="utf-8"><title>tp webgpu</title><script type="module" src="/page.js"></script>';
+const page = (script: string) => `<!doctype html><meta charset="utf-8"><title>tp webgpu</title><script type="module" src="/${script}"></script>`;
+const LLAMA = path.join(GOLDEN_DIR, 'llama');
+/** max |ours − golden| / spread of golden, as the Node golden tests use (golden's floats have 6 digits). */
+const GOLDEN_TOL = 1e-4;
 
 let dir = '';
 let server: Server | undefined;
 let origin = '';
+/** Body bytes and requests the server sent for /golden/llama/*, by the `rank` query parameter. */
+const served = new Map<string, { bytes: number; requests: number }>();
+
+/**
+ * A file of the golden Llama folder, with single-range Range requests (206 and Content-Range) and
+ * HEAD, as a static server or a CDN answers them; the bytes sent are counted per `?rank=`.
+ */
+async function serveGolden(req: IncomingMessage, res: ServerResponse, name: string, headers: Record<string, string>): Promise<void> {
+  const file = path.join(LLAMA, path.basename(name));
+  const info = await stat(file).catch(() => undefined);
+  if (info === undefined) {
+    res.writeHead(404, headers).end();
+    return;
+  }
+  const who = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('rank') ?? 'none';
+  const count = served.get(who) ?? { bytes: 0, requests: 0 };
+  served.set(who, count);
+  count.requests++;
+  const type = name.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+  if (req.method === 'HEAD') {
+    res.writeHead(200, { ...headers, 'Content-Type': type, 'Content-Length': info.size, 'Accept-Ranges': 'bytes' }).end();
+    return;
+  }
+  const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+  const start = range ? Number(range[1]) : 0;
+  const end = range ? Math.min(Number(range[2]), info.size - 1) : info.size - 1;
+  if (start > end) {
+    res.writeHead(416, { ...headers, 'Content-Range': `bytes */${info.size}` }).end();
+    return;
+  }
+  count.bytes += end - start + 1;
+  res.writeHead(range ? 206 : 200, { ...headers, 'Content-Type': type, 'Content-Length': end - start + 1, ...(range ? { 'Content-Range': `bytes ${start}-${end}/${info.size}` } : {}) });
+  createReadStream(file, { start, end }).pipe(res);
+}
 
 beforeAll(async () => {
   if (!hasChromium) return;
@@ -48,10 +97,15 @@ beforeAll(async () => {
     logLevel: 'silent',
   });
   server = createServer(async (req, res) => {
-    const name = req.url === '/' ? 'index.html' : path.basename(req.url ?? '');
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const name = url.pathname === '/' ? 'index.html' : path.basename(url.pathname);
     const headers = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
-    if (name === 'index.html') {
-      res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(PAGE);
+    if (name === 'index.html' || name === 'model.html') {
+      res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(page(name === 'index.html' ? 'page.js' : 'model-page.js'));
+      return;
+    }
+    if (url.pathname.startsWith('/golden/llama/')) {
+      await serveGolden(req, res, url.pathname, headers);
       return;
     }
     try {
@@ -71,20 +125,39 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+/** Open `url` in headless Chromium, collecting the console, and run `use` on the page. */
+async function withPage<T>(url: string, use: (page: import('playwright-core').Page, console: string[]) => Promise<T>): Promise<T> {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--no-sandbox', '--disable-background-networking', '--no-first-run'],
+  });
+  try {
+    const page = await browser.newPage();
+    const console: string[] = [];
+    page.on('console', (m) => console.push(m.text()));
+    page.on('pageerror', (e) => console.push(`page error: ${e.message}`));
+    await page.goto(url);
+    return await use(page, console);
+  } finally {
+    await browser.close();
+  }
+}
+
+/**
+ * esbuild for browsers, nothing external: a Node builtin anywhere in the imports fails the build.
+ * Returns the bundled files, relative to the repository root.
+ */
+async function bundleForBrowser(entries: Record<string, string> | { source: string }, outdir: string) {
+  const input = 'source' in entries ? { stdin: { contents: entries.source, resolveDir: path.resolve(here, '..'), loader: 'ts' as const } } : { entryPoints: entries };
+  const result = await build({ ...input, bundle: true, format: 'esm', platform: 'browser', target: 'chrome120', outdir, metafile: true, logLevel: 'silent', absWorkingDir: path.resolve(here, '../../..') });
+  return Object.keys(result.metafile.inputs);
+}
+
 describe(`WebGPU backend in headless Chromium${skip}`, () => {
   it.skipIf(!hasChromium)('every single-rank conformance case passes in the page, and every collective between two Web Workers with a device each', async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--no-sandbox', '--disable-background-networking', '--no-first-run'],
-    });
-    try {
-      const page = await browser.newPage();
-      const console: string[] = [];
-      page.on('console', (m) => console.push(m.text()));
-      page.on('pageerror', (e) => console.push(`page error: ${e.message}`));
-      await page.goto(`${origin}/`);
+    await withPage(`${origin}/`, async (page, console) => {
       await page.waitForFunction(() => window.tpResults?.done === true, undefined, { timeout: 600_000, polling: 500 });
       const results = (await page.evaluate(() => window.tpResults))!;
       expect(results.error, `the page failed: ${results.error}\n${console.join('\n')}`).toBeUndefined();
@@ -93,8 +166,69 @@ describe(`WebGPU backend in headless Chromium${skip}`, () => {
       expect(failed.map((o) => `${o.name}: ${o.message}`), `adapter ${JSON.stringify(results.adapter)}`).toEqual([]);
       expect(results.outcomes.length).toBeGreaterThan(150);
       expect(results.outcomes.some((o) => o.name.includes('2 Web Workers'))).toBe(true);
-    } finally {
-      await browser.close();
-    }
+    });
   }, 900_000);
+
+  it.skipIf(!hasChromium || !hasGolden)(`the golden Llama at TP=2 in two Web Workers, each fetching only its share over HTTP Range requests, gives Hugging Face's logits within ${GOLDEN_TOL} of their spread and its 8 greedy tokens${goldenSkip}`, async () => {
+    // @tp/core resolves to its built browser entry (the `browser` condition); the backend from its sources.
+    const inputs = await bundleForBrowser({ 'model-page': path.join(here, 'browser/model-page.ts'), 'model-worker': path.join(here, 'browser/model-worker.ts') }, dir);
+    expect(inputs.filter((i) => i.startsWith('node:'))).toEqual([]);
+    expect(inputs).toContain('packages/core/dist/browser.js');
+    expect(inputs).toContain('packages/backend-webgpu/src/browser.ts');
+    served.clear();
+    const golden = JSON.parse(readFileSync(path.join(LLAMA, 'golden.json'), 'utf8')) as { input_ids: number[][]; logits: number[][][]; greedy: { new_tokens: number[][]; step_logits: number[][][] } };
+    const results = await withPage(`${origin}/model.html`, async (page, console) => {
+      await page.waitForFunction(() => window.tpModel?.done === true, undefined, { timeout: 600_000, polling: 500 });
+      const r = (await page.evaluate(() => window.tpModel)) as ModelResults;
+      expect(r.error, `the page failed: ${r.error}\n${console.join('\n')}`).toBeUndefined();
+      return r;
+    });
+    expect(results.crossOriginIsolated).toBe(true);
+    // The page planned from headers fetched over HTTP exactly as Node plans from the folder.
+    const ckpt = await openCheckpoint(LLAMA);
+    const nodePlan = planTensorParallel(analyzeModel(ckpt), { tpSize: 2, storageDtype: 'auto', kvDtype: 'f32', supportedStorage: browserBackend.storageDtypes, supportedKv: browserBackend.kvDtypes });
+    ckpt.close();
+    expect(results.plan).toEqual(JSON.parse(JSON.stringify(nodePlan)));
+
+    // Each worker fetched its plan's share of the weights plus the header, nothing else of the file.
+    const fileSize = results.fileSize!;
+    const share = results.ranks!.map((r) => r.bytesToRead);
+    const config = readFileSync(path.join(LLAMA, 'config.json')).length;
+    for (const rank of [0, 1]) {
+      const fetched = served.get(String(rank))!;
+      expect(results.ranks![rank]!.bytesRead, `rank ${rank} loaded its plan's share`).toBe(share[rank]);
+      expect(fetched.bytes, `rank ${rank}: config, header and its share`).toBe(config + results.headerBytes! + share[rank]!);
+      expect(share[rank]!).toBeLessThan(0.6 * fileSize);
+    }
+    // The page itself read the config and the header only.
+    expect(served.get('page')!.bytes).toBe(config + results.headerBytes!);
+    const ours = Float32Array.from(results.logits!.flat());
+    expect(ours.length).toBe(golden.logits.flat(2).length);
+    const error = relativeToSpread(ours, golden.logits.flat(2));
+    const stepErrors = golden.input_ids.map((_, b) => relativeToSpread(Float32Array.from(results.stepLogits![b]!.flat()), golden.greedy.step_logits[b]!.flat()));
+    process.stdout.write(
+      `browser TP=2 llama: file ${fileSize} bytes; rank 0 fetched ${served.get('0')!.bytes} bytes in ${served.get('0')!.requests} requests, rank 1 ${served.get('1')!.bytes} in ${served.get('1')!.requests} ` +
+        `(weights ${share.join(' + ')}, header ${results.headerBytes}, config ${config}); logits ${error.toExponential(2)} of the spread, step logits ${stepErrors.map((e) => e.toExponential(2)).join(', ')}\n`,
+    );
+    expect(error).toBeLessThanOrEqual(GOLDEN_TOL);
+    expect(results.tokens).toEqual(golden.greedy.new_tokens);
+    stepErrors.forEach((e, b) => expect(e, `step logits of sequence ${b}`).toBeLessThanOrEqual(GOLDEN_TOL));
+  }, 900_000);
+});
+
+describe('the browser entries', () => {
+  it('@tp/core/browser and @tp/backend-webgpu/browser, as built, bundle for browsers with no Node module', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'tp-webgpu-entries-'));
+    try {
+      const source = "export * from '@tp/core/browser';\nexport * from '@tp/backend-webgpu/browser';\n";
+      const inputs = await bundleForBrowser({ source }, out).catch((error: Error) => {
+        throw new Error(`${error.message}\n(are both packages built? pnpm --filter @tp/core build && pnpm --filter @tp/backend-webgpu build)`);
+      });
+      expect(inputs).toContain('packages/core/dist/browser.js');
+      expect(inputs).toContain('packages/backend-webgpu/dist/browser.js');
+      expect(inputs.filter((i) => i.startsWith('node:') || i.includes('node_modules/webgpu'))).toEqual([]);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
 });

@@ -3,12 +3,9 @@
  * browser's adapter, then two Web Workers — each requesting its own adapter and device — doing every
  * collective through SharedArrayBuffer. Results go to `window.tpResults` for the test to read.
  */
-import type { Backend } from '../../../core/src/backend/index.js';
-import { BACKEND_INTERFACE_VERSION } from '../../../core/src/backend/index.js';
-import { abortHostCollective } from '../../../core/src/backend/host-collective.js';
 import { ALL_REDUCES, allGatherInput, allReduceInput, broadcastInput } from '../../../core/src/testing/collective-data.js';
 import { conformanceCases } from '../../../core/src/testing/conformance.js';
-import { browserCommunicator, createBrowserRank } from '../../src/browser.js';
+import { browserBackend, browserCommunicator } from '../../src/browser.js';
 import { summarizeAdapter } from '../../src/device.js';
 
 interface Outcome {
@@ -22,19 +19,6 @@ declare global {
     tpResults?: { adapter: unknown; crossOriginIsolated: boolean; outcomes: Outcome[]; done: boolean; error?: string };
   }
 }
-
-const backend: Backend = {
-  interfaceVersion: BACKEND_INTERFACE_VERSION,
-  name: 'webgpu',
-  moduleUrl: 'unused in the browser',
-  storageDtypes: ['f16', 'bf16', 'f32'],
-  kvDtypes: ['f32'],
-  probe: async () => ({ available: true, devices: [] }),
-  rankMemoryLimit: async () => undefined,
-  createCommunicator: (world, options) => browserCommunicator(world, options.timeoutMs),
-  abortCommunicator: (init, rank) => abortHostCollective(init as never, rank),
-  createRank: (init) => createBrowserRank(init),
-};
 
 async function collectives(outcomes: Outcome[]): Promise<void> {
   const world = 2;
@@ -83,7 +67,7 @@ async function main(): Promise<void> {
     state.adapter = adapter ? summarizeAdapter(adapter) : null;
     if (!adapter) throw new Error('navigator.gpu.requestAdapter() returned null');
     // Every single-rank case: kernels, uploads, dtypes, attention, KV caches, routing.
-    for (const c of conformanceCases(backend, { worlds: [] })) {
+    for (const c of conformanceCases(browserBackend, { worlds: [] })) {
       try {
         await c.run();
         state.outcomes.push({ name: c.name, ok: true });

@@ -1,12 +1,12 @@
 /**
  * A checkpoint folder: config.json plus either model.safetensors, or model.safetensors.index.json and
  * the shards it names. Opening reads the config and every header; no weight byte is read until a
- * caller asks for a slice.
+ * caller asks for a slice. (A checkpoint that is not a folder on this machine, e.g. files served over
+ * HTTP, opens from byte sources instead: source-checkpoint.ts.)
  */
-import { closeSync, openSync, readSync } from 'node:fs';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { CheckpointError, ConfigError } from '../errors/index.js';
+import { parseConfig, tensorLookup, tensorsByName } from './assemble.js';
+import { nodeModules } from './node-fs.js';
 import { readSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from './safetensors.js';
 
 export type HfConfig = Record<string, unknown>;
@@ -23,7 +23,8 @@ export interface Checkpoint {
   tensor(name: string): TensorInfo;
   /**
    * Read `length` bytes at `offset` of `file` into `into` (at `intoOffset`). Every weight byte tp reads
-   * goes through here, so `bytesRead` is the exact count of weight bytes taken from disk.
+   * goes through here, so `bytesRead` is the exact count of weight bytes taken from disk. (A checkpoint
+   * opened from byte sources serves here what its `prefetch` fetched: source-checkpoint.ts.)
    */
   readBytes(file: string, offset: number, length: number, into: Uint8Array, intoOffset: number): void;
   readonly bytesRead: number;
@@ -37,8 +38,9 @@ const SINGLE_FILE = 'model.safetensors';
 const PICKLE_SUFFIXES = ['.bin', '.pt', '.pth', '.ckpt', '.pkl'];
 
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+  const { fsp, path } = nodeModules('openCheckpoint');
   const root = path.resolve(dir);
-  const info = await stat(root).catch(() => undefined);
+  const info = await fsp.stat(root).catch(() => undefined);
   if (info === undefined) {
     throw new CheckpointError('file-not-found', { file: root, detail: 'no such folder', hint: 'Pass the folder that holds config.json and the *.safetensors files' });
   }
@@ -51,21 +53,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   const files: SafetensorsHeader[] = [];
   for (const file of weightFiles.files) files.push(await readSafetensorsHeader(file));
 
-  const tensors = new Map<string, TensorInfo>();
-  for (const header of files) {
-    for (const t of header.tensors) {
-      const existing = tensors.get(t.name);
-      if (existing !== undefined) {
-        throw new CheckpointError('duplicate-tensor', {
-          file: header.file,
-          tensor: t.name,
-          detail: `also stored in ${existing.file}`,
-          hint: 'Each tensor must live in exactly one shard',
-        });
-      }
-      tensors.set(t.name, t);
-    }
-  }
+  const tensors = tensorsByName(files);
   const warnings: string[] = [];
   if (weightFiles.weightMap !== undefined) {
     const unlisted = [...tensors.keys()].filter((name) => !weightFiles.weightMap!.has(name));
@@ -90,20 +78,11 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
 async function readConfig(configPath: string): Promise<HfConfig> {
   let text: string;
   try {
-    text = await readFile(configPath, 'utf8');
+    text = await nodeModules('openCheckpoint').fsp.readFile(configPath, 'utf8');
   } catch {
     throw new ConfigError('config-invalid', { file: configPath, detail: 'not found. A checkpoint folder needs the config.json written by save_pretrained' });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new ConfigError('config-invalid', { file: configPath, detail: `is not valid JSON (${(cause as Error).message})` });
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new ConfigError('config-invalid', { file: configPath, detail: 'must hold a JSON object' });
-  }
-  return json as HfConfig;
+  return parseConfig(text, configPath);
 }
 
 interface WeightFiles {
@@ -113,7 +92,8 @@ interface WeightFiles {
 }
 
 async function findWeightFiles(root: string): Promise<WeightFiles> {
-  const entries = await readdir(root);
+  const { fsp, path } = nodeModules('openCheckpoint');
+  const entries = await fsp.readdir(root);
   if (entries.includes(INDEX_FILE)) return readIndex(root);
   if (entries.includes(SINGLE_FILE)) return { files: [path.join(root, SINGLE_FILE)] };
   const shards = entries.filter((e) => e.endsWith('.safetensors')).sort();
@@ -137,10 +117,11 @@ async function findWeightFiles(root: string): Promise<WeightFiles> {
 }
 
 async function readIndex(root: string): Promise<WeightFiles> {
+  const { fsp, path } = nodeModules('openCheckpoint');
   const indexPath = path.join(root, INDEX_FILE);
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(indexPath, 'utf8'));
+    json = JSON.parse(await fsp.readFile(indexPath, 'utf8'));
   } catch (cause) {
     throw new CheckpointError('index-invalid', { file: indexPath, detail: `is not valid JSON (${(cause as Error).message})` }, { cause });
   }
@@ -148,7 +129,7 @@ async function readIndex(root: string): Promise<WeightFiles> {
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new CheckpointError('index-invalid', { file: indexPath, detail: 'has no "weight_map" object' });
   }
-  const realRoot = await realpath(root);
+  const realRoot = await fsp.realpath(root);
   const resolved = new Map<string, string>();
   const byFile = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(weightMap)) {
@@ -167,6 +148,7 @@ async function readIndex(root: string): Promise<WeightFiles> {
 
 /** A shard must be a file inside the model folder: never an absolute path, `..`, or a link out. */
 async function resolveShard(root: string, realRoot: string, shard: string, indexPath: string, tensor: string): Promise<string> {
+  const { fsp, path } = nodeModules('openCheckpoint');
   const escapes = () =>
     new CheckpointError('index-escapes-folder', {
       file: indexPath,
@@ -177,7 +159,7 @@ async function resolveShard(root: string, realRoot: string, shard: string, index
   if (path.isAbsolute(shard)) throw escapes();
   const file = path.resolve(root, shard);
   if (!isInside(root, file)) throw escapes();
-  const real = await realpath(file).catch(() => undefined);
+  const real = await fsp.realpath(file).catch(() => undefined);
   if (real === undefined) {
     throw new CheckpointError('index-missing-shard', {
       file: indexPath,
@@ -192,6 +174,7 @@ async function resolveShard(root: string, realRoot: string, shard: string, index
 
 /** True when `file` lies inside `dir` (a shard may be called `..model.safetensors`; `../model` may not). */
 function isInside(dir: string, file: string): boolean {
+  const { path } = nodeModules('openCheckpoint');
   const rel = path.relative(dir, file);
   return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }
@@ -204,12 +187,13 @@ function createCheckpoint(
   tensors: Map<string, TensorInfo>,
   warnings: string[],
 ): Checkpoint {
+  const { fs } = nodeModules('openCheckpoint');
   const fds = new Map<string, number>();
   let bytesRead = 0;
   const fdFor = (file: string) => {
     let fd = fds.get(file);
     if (fd === undefined) {
-      fd = openSync(file, 'r');
+      fd = fs.openSync(file, 'r');
       fds.set(file, fd);
     }
     return fd;
@@ -221,18 +205,12 @@ function createCheckpoint(
     files,
     tensors,
     warnings,
-    tensor(name) {
-      const t = tensors.get(name);
-      if (t === undefined) {
-        throw new CheckpointError('tensor-not-found', { file: dir, tensor: name, detail: 'no such tensor in the checkpoint' });
-      }
-      return t;
-    },
+    tensor: tensorLookup(tensors, dir),
     readBytes(file, offset, length, into, intoOffset) {
       const fd = fdFor(file);
       let done = 0;
       while (done < length) {
-        const n = readSync(fd, into, intoOffset + done, length - done, offset + done);
+        const n = fs.readSync(fd, into, intoOffset + done, length - done, offset + done);
         if (n === 0) {
           throw new CheckpointError('read-failed', { file, detail: `unexpected end of file at byte ${offset + done}`, hint: 'The file changed or was truncated after it was opened' });
         }
@@ -244,7 +222,7 @@ function createCheckpoint(
       return bytesRead;
     },
     close() {
-      for (const fd of fds.values()) closeSync(fd);
+      for (const fd of fds.values()) fs.closeSync(fd);
       fds.clear();
     },
   };

@@ -4,3 +4,6 @@ export * from './safetensors.js';
 export * from './checkpoint.js';
 export * from './slice.js';
 export * from './write.js';
+export * from './byte-source.js';
+export * from './http-source.js';
+export * from './source-checkpoint.js';

@@ -7,8 +7,8 @@
  * of the reference implementation (huggingface/safetensors tensor.rs): length, cap, UTF-8, JSON,
  * object, entries, then the tensors in offset order must tile the data section exactly.
  */
-import { open } from 'node:fs/promises';
 import { CheckpointError } from '../errors/index.js';
+import { fileByteSource, type ByteSource } from './byte-source.js';
 import { DTYPE_BITS, isDtype, type Dtype } from './dtype.js';
 
 /** Headers larger than this are refused (the reference implementation uses the same cap). */
@@ -42,28 +42,28 @@ const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Read and check the header of one safetensors file. Reads 8 + N bytes, never the data. */
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
-  const handle = await open(file, 'r').catch((cause: NodeJS.ErrnoException) => {
-    throw new CheckpointError(
-      'file-not-found',
-      { file, detail: `cannot open (${cause.code ?? cause.message})` },
-      { cause },
-    );
-  });
+  const source = fileByteSource(file);
   try {
-    const { size } = await handle.stat();
-    const lengthBytes = new Uint8Array(Math.min(8, size));
-    await handle.read(lengthBytes, 0, lengthBytes.length, 0);
-    const headerLength = checkHeaderLength(lengthBytes, size, file);
-    const prefix = new Uint8Array(8 + headerLength);
-    prefix.set(lengthBytes, 0);
-    const { bytesRead } = await handle.read(prefix, 8, headerLength, 8);
-    if (bytesRead !== headerLength) {
-      throw new CheckpointError('file-truncated', { file, detail: `the header is cut short (${bytesRead} of ${headerLength} bytes)` });
-    }
-    return parseSafetensorsHeader(prefix, size, file);
+    return await readSafetensorsHeaderFrom(source);
   } finally {
-    await handle.close();
+    await source.close?.();
   }
+}
+
+/**
+ * The same from any byte source (a file, a URL over HTTP Range requests): the size, then two reads,
+ * the 8-byte length and the N bytes of JSON. The source's name is the `file` of its tensors.
+ */
+export async function readSafetensorsHeaderFrom(source: ByteSource): Promise<SafetensorsHeader> {
+  const file = source.name;
+  const size = await source.size();
+  // Fewer than 8 bytes: checkHeaderLength refuses them without a read.
+  const lengthBytes = size < 8 ? new Uint8Array(size) : await source.read(0, 8);
+  const headerLength = checkHeaderLength(lengthBytes, size, file);
+  const prefix = new Uint8Array(8 + headerLength);
+  prefix.set(lengthBytes, 0);
+  prefix.set(await source.read(8, headerLength), 8);
+  return parseSafetensorsHeader(prefix, size, file);
 }
 
 /**

@@ -30,9 +30,27 @@ export interface F32Slice {
   readonly data: Float32Array;
 }
 
-/** Read the requested ranges of a tensor as raw little-endian bytes of its own dtype. */
-export function readSliceBytes(ckpt: Checkpoint, tensor: TensorInfo | string, request: SliceRequest = {}): RawSlice {
-  const info = typeof tensor === 'string' ? ckpt.tensor(tensor) : tensor;
+/** A contiguous piece of one file: what a slice reads in one go. */
+export interface ByteRun {
+  /** The file (TensorInfo.file: a path, or a URL for a checkpoint opened from byte sources). */
+  readonly file: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Where a slice's bytes lie: its shape and the runs that, read in order and concatenated, are its bytes. */
+export interface SliceLayout {
+  readonly shape: number[];
+  readonly byteLength: number;
+  readonly runs: readonly ByteRun[];
+}
+
+/**
+ * The runs of the file a slice reads, checked (a `bad-slice` error for a range outside the dimension,
+ * an empty request or sub-byte elements) but not read: readSliceBytes reads them, and a checkpoint
+ * opened from byte sources fetches them beforehand (source-checkpoint.ts).
+ */
+export function sliceLayout(info: TensorInfo, request: SliceRequest = {}): SliceLayout {
   const bits = DTYPE_BITS[info.dtype];
   if (bits % 8 !== 0) {
     throw new CheckpointError('bad-slice', { file: info.file, tensor: info.name, detail: `slicing ${info.dtype} (sub-byte elements) is not supported` });
@@ -64,19 +82,30 @@ export function readSliceBytes(ckpt: Checkpoint, tensor: TensorInfo | string, re
   const outer = shape.slice(0, dim).reduce((a, b) => a * b, 1);
   const inner = shape.slice(dim + 1).reduce((a, b) => a * b, 1);
   const picked = ranges.reduce((n, [s, e]) => n + (e - s), 0);
-  const out = new Uint8Array(outer * picked * inner * elementBytes);
   const rowBytes = inner * elementBytes;
-  let at = 0;
-  for (let o = 0; o < outer; o++) {
-    for (const [start, end] of ranges) {
-      const length = (end - start) * rowBytes;
-      ckpt.readBytes(info.file, info.offset + (o * size + start) * rowBytes, length, out, at);
-      at += length;
+  const runs: ByteRun[] = [];
+  // A run of 0 bytes (a trailing dimension of size 0) reads nothing and is left out.
+  if (rowBytes > 0) {
+    for (let o = 0; o < outer; o++) {
+      for (const [start, end] of ranges) runs.push({ file: info.file, offset: info.offset + (o * size + start) * rowBytes, length: (end - start) * rowBytes });
     }
   }
   const outShape = [...shape];
   outShape[dim] = picked;
-  return { shape: info.shape.length === 0 ? [] : outShape, bytes: out };
+  return { shape: info.shape.length === 0 ? [] : outShape, byteLength: outer * picked * rowBytes, runs };
+}
+
+/** Read the requested ranges of a tensor as raw little-endian bytes of its own dtype. */
+export function readSliceBytes(ckpt: Checkpoint, tensor: TensorInfo | string, request: SliceRequest = {}): RawSlice {
+  const info = typeof tensor === 'string' ? ckpt.tensor(tensor) : tensor;
+  const layout = sliceLayout(info, request);
+  const out = new Uint8Array(layout.byteLength);
+  let at = 0;
+  for (const run of layout.runs) {
+    ckpt.readBytes(run.file, run.offset, run.length, out, at);
+    at += run.length;
+  }
+  return { shape: layout.shape, bytes: out };
 }
 
 /** Read the requested ranges of a tensor, converted to f32 (from F32, F16, BF16 or F64). */

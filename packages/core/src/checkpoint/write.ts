@@ -3,9 +3,9 @@
  * with spaces to a multiple of 8 bytes as the reference writer does), then each tensor's bytes. Tensor
  * data may be produced lazily, so a large checkpoint is streamed and never held whole in memory.
  */
-import { open } from 'node:fs/promises';
 import { ArgumentError, CheckpointError } from '../errors/index.js';
 import { DTYPE_BITS, type Dtype } from './dtype.js';
+import { nodeModules } from './node-fs.js';
 
 export interface TensorToWrite {
   name: string;
@@ -34,9 +34,10 @@ export function encodeSafetensorsHeader(
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + length] };
     offset += length;
   }
+  const utf8 = new TextEncoder();
   let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const body = Buffer.from(json, 'utf8');
+  json += ' '.repeat((8 - (utf8.encode(json).length % 8)) % 8);
+  const body = utf8.encode(json);
   const out = new Uint8Array(8 + body.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(body.length), true);
   out.set(body, 8);
@@ -45,7 +46,7 @@ export function encodeSafetensorsHeader(
 
 export async function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
   const header = encodeSafetensorsHeader(tensors, metadata); // may throw: before the file is created
-  const handle = await open(file, 'w');
+  const handle = await nodeModules('writeSafetensors').fsp.open(file, 'w');
   try {
     let position = 0;
     const write = async (bytes: Uint8Array) => {

@@ -1,0 +1,51 @@
+/**
+ * What a checkpoint is built from once its bytes are in hand, wherever they came from (a folder,
+ * checkpoint.ts; byte sources such as HTTP, source-checkpoint.ts): the config's JSON and the table of
+ * tensors by name across every safetensors file.
+ */
+import { CheckpointError, ConfigError } from '../errors/index.js';
+import type { HfConfig } from './checkpoint.js';
+import type { SafetensorsHeader, TensorInfo } from './safetensors.js';
+
+/** config.json's text as an object, or a ConfigError naming `configPath`. */
+export function parseConfig(text: string, configPath: string): HfConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError('config-invalid', { file: configPath, detail: `is not valid JSON (${(cause as Error).message})` });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ConfigError('config-invalid', { file: configPath, detail: 'must hold a JSON object' });
+  }
+  return json as HfConfig;
+}
+
+/** Every tensor of every file by name; a name in two files is refused (`duplicate-tensor`). */
+export function tensorsByName(files: readonly SafetensorsHeader[]): Map<string, TensorInfo> {
+  const tensors = new Map<string, TensorInfo>();
+  for (const header of files) {
+    for (const t of header.tensors) {
+      const existing = tensors.get(t.name);
+      if (existing !== undefined) {
+        throw new CheckpointError('duplicate-tensor', {
+          file: header.file,
+          tensor: t.name,
+          detail: `also stored in ${existing.file}`,
+          hint: 'Each tensor must live in exactly one shard',
+        });
+      }
+      tensors.set(t.name, t);
+    }
+  }
+  return tensors;
+}
+
+/** `Checkpoint.tensor`: the tensor, or a CheckpointError naming it and the checkpoint (`where`). */
+export function tensorLookup(tensors: ReadonlyMap<string, TensorInfo>, where: string): (name: string) => TensorInfo {
+  return (name) => {
+    const t = tensors.get(name);
+    if (t === undefined) throw new CheckpointError('tensor-not-found', { file: where, tensor: name, detail: 'no such tensor in the checkpoint' });
+    return t;
+  };
+}
