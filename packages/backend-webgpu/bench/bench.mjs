@@ -3,7 +3,7 @@
  * The WebGPU backend's benchmark (not a test): decode and prefill through the engine, and the cost of
  * one host-staged collective.
  *
- *   node packages/backend-webgpu/bench/bench.mjs [model-dir] [--tp 1,2] [--prompt 16] [--new 32] [--runs 3] [--out file.md]
+ *   node packages/backend-webgpu/bench/bench.mjs [model-dir] [--tp 1,2] [--prompt 16] [--new 32] [--runs 3] [--kv f32] [--out file.md]
  *
  * Without a model folder it writes the demo llama (tools/tiny-models preset demo-llama) to a temporary
  * folder. For each tp size: one warm-up generation, then `--runs` greedy generations of `--new` tokens
@@ -12,7 +12,8 @@
  * on dispose) decodes from a one-token prompt: kernels dispatched and submissions per token, and per
  * collective the kernels it waits for, the readback, the host exchange and the upload. Last, two worker
  * threads, each with its own device, time `--collectives` all-reduces of one hidden-sized row with an
- * idle GPU.
+ * idle GPU. `--kv` is the sessions' KV-cache dtype (f16, bf16 or f32). To compare builds or settings
+ * on a shared machine, interleaved, use compare.mjs; kernels alone: attention-split.mjs and gemv.mjs.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -36,6 +37,7 @@ const newTokens = Number(option('new', '32'));
 const runs = Number(option('runs', '3'));
 const collectives = Number(option('collectives', '200'));
 const out = option('out', undefined);
+const kvDtype = option('kv', 'f32');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const say = (text) => console.error(`bench:webgpu: ${text}`);
 
@@ -51,14 +53,14 @@ try {
   const device = (await listDevices())[0]?.adapter;
   const lines = [];
   const row = (cells) => lines.push(`| ${cells.join(' | ')} |`);
-  lines.push(`${path.basename(modelDir)} · webgpu on ${device?.description ?? 'unknown adapter'} (${device?.vendor}, ${device?.architecture}) · prompt ${promptLength} · ${newTokens} new tokens · median of ${runs}`);
+  lines.push(`${path.basename(modelDir)} · webgpu on ${device?.description ?? 'unknown adapter'} (${device?.vendor}, ${device?.architecture}) · prompt ${promptLength} · ${newTokens} new tokens · ${kvDtype} KV cache · median of ${runs}`);
   lines.push(`${os.cpus()[0]?.model} × ${os.availableParallelism()} · Node ${process.versions.node} · load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`, '');
   row(['tp', 'prefill ms', 'decode ms/token', 'tokens/s', 'kernels/token', 'submits/token', 'collectives/token', 'kernels before collectives ms', 'readback ms', 'host exchange ms', 'upload ms']);
   row(Array(11).fill('--'));
   const prompt = [Array.from({ length: promptLength }, (_, i) => 1 + ((i * 37) % Math.max(2, (config.vocab_size ?? 256) - 1)))];
   for (const tp of tpSizes) {
     say(`tp ${tp}: loading`);
-    const session = await initInference(modelDir, { backend, tpSize: tp });
+    const session = await initInference(modelDir, { backend, tpSize: tp, kvDtype });
     await session.generate(prompt, { maxNewTokens: 4, stopAtEos: false });
     const prefills = [];
     const decodes = [];
@@ -74,7 +76,7 @@ try {
     // The breakdown, from a second session whose ranks time their collectives (profileDir): a one-token
     // prompt, so every step is a decode step; rank 0's counters divided by the steps.
     const profileDir = await mkdtemp(path.join(temp, `tp${tp}-`));
-    const profiled = await initInference(modelDir, { backend, tpSize: tp, backendOptions: { profileDir } });
+    const profiled = await initInference(modelDir, { backend, tpSize: tp, kvDtype, backendOptions: { profileDir } });
     await profiled.generate([prompt[0].slice(0, 1)], { maxNewTokens: newTokens, stopAtEos: false });
     await profiled.dispose();
     const stats = JSON.parse(await readFile(path.join(profileDir, 'rank-0.json'), 'utf8'));

@@ -41,6 +41,23 @@ const LABEL = /ShaderModule(?:Descriptor)?\s+"+([^"]+)"+/;
 /** Tint's position prefix: ":12:7 error: message". */
 const POSITION = /:(\d+):(\d+) error: ([^\n]*)/;
 
+/**
+ * A kernel that needs WGSL extensions besides f16 (`enable subgroups;`): directives go first in a
+ * module, before what kernelSource writes. Subgroup kernels also turn off the subgroup uniformity
+ * diagnostic: they call subgroup operations where control flow is uniform per subgroup (each subgroup
+ * takes its own rows), which WGSL's analysis, modelling only workgroup uniformity, cannot prove.
+ */
+export interface DirectedKernelDef extends KernelDef {
+  readonly enable?: readonly string[];
+}
+
+/** The module's source: its directives (if any), then kernelSource. Compile errors' lines count both. */
+export function withDirectives(def: DirectedKernelDef): string {
+  const lines = (def.enable ?? []).map((name) => `enable ${name};`);
+  if (def.enable?.includes('subgroups')) lines.push('diagnostic(off, subgroup_uniformity);');
+  return lines.length === 0 ? kernelSource(def) : `${lines.join('\n')}\n${kernelSource(def)}`;
+}
+
 export class Pipelines {
   private readonly cache = new Map<string, Compiled>();
   private readonly sources = new Map<string, string>();
@@ -87,7 +104,7 @@ export class Pipelines {
 
   private compile(def: KernelDef): Compiled {
     const device = this.device;
-    const source = kernelSource(def);
+    const source = withDirectives(def);
     this.sources.set(def.name, source);
     const entries: GPUBindGroupLayoutEntry[] = def.bindings.map((b, i) => ({
       binding: i,

@@ -25,10 +25,11 @@ import { GpuCollective, type Staging } from './collective.js';
 import { deviceBytes, hostValues } from './convert.js';
 import { adapterName, type OpenedDevice } from './device.js';
 import { grid, type KernelDef } from './kernel.js';
-import { attentionKernel, type AttentionVariant, MAX_HEAD_DIM, MAX_VALUE_DIM, optionalInputs, type OptionalInput } from './kernels/attention.js';
+import { attentionKernel, attentionMergeKernel, type AttentionVariant, MAX_HEAD_DIM, MAX_VALUE_DIM, optionalInputs, type OptionalInput } from './kernels/attention.js';
+import { attentionSplits, GPU_SPLIT, SOFTWARE_SPLIT } from './kernels/attention-split.js';
 import { addKernel, ELEMENTWISE_WG, gatedKernel, UNARY, unaryKernel } from './kernels/elementwise.js';
 import { copyColumnsKernel, embeddingKernel, gatherRowsKernel, iotaKernel, kvWriteKernel, LAYOUT_WG, reorderBatchKernel, scatterAddRowsKernel } from './kernels/layout.js';
-import { GEMM_TILE, gemmKernel, GEMV_BLOCK, GEMV_MAX_ROWS, gemvKernel } from './kernels/linear.js';
+import { GEMM_TILE, gemmKernel, GEMV_BLOCK, GEMV_MAX_ROWS, GEMV_SUBGROUP_ROWS, gemvKernel, gemvSubgroupKernel } from './kernels/linear.js';
 import { normKernel } from './kernels/norm.js';
 import { rotaryKernel, sinusoidalKernel } from './kernels/positions.js';
 import { argmaxKernel, expertWeightsKernel, routeKernel, topkKernel } from './kernels/select.js';
@@ -39,12 +40,43 @@ import { GpuKvCache, GpuTensor } from './tensor.js';
 import { createGuardBuffer, GpuGuard } from './guard.js';
 import { ACTIVATION_CODES } from './wgsl/math.js';
 
-/** KV-cache dtypes this backend implements. */
-export const KV_DTYPES: readonly StorageDtype[] = ['f32'];
+/**
+ * KV-cache dtypes this backend implements, fastest first: attention over a 16-bit cache reads half the
+ * bytes, and on lavapipe it ran 15–20% faster than over f32, f16 and bf16 alike (f16 ahead by a few
+ * percent in most cases; bench/attention-split.mjs --kv, results in bench/results/). The session's
+ * default stays f32 (kvDtype), which rounds nothing.
+ */
+export const KV_DTYPES: readonly StorageDtype[] = ['f16', 'bf16', 'f32'];
 /** i32 uploads up to this many elements keep a host copy for enqueue-time checks (see GpuTensor). */
 const HOST_INTS_MAX = 4096;
 /** A KV cache grows by at least half, in chunks of this many slots. */
 const KV_CHUNK = 64;
+/**
+ * Whether decode GEMVs use subgroup reductions by default where the device has them: on a GPU, yes
+ * (untimed: no GPU was available); on lavapipe the subgroup kernel was 6–42% slower than one row per
+ * invocation (bench/gemv.mjs), so a software adapter keeps that.
+ */
+const SUBGROUP_GEMV_BY_DEFAULT = (software: boolean): boolean => !software;
+/** The kernel choices backendOptions may force (tests and benchmarks). */
+interface KernelOptions {
+  /** true or false overrides whether decode GEMVs use subgroup reductions (where the device has them). */
+  gemvSubgroups: boolean | undefined;
+  /** Split every attention call's keys into pieces of this many (the flash-decoding path). */
+  attentionSplitKeys: number | undefined;
+}
+
+function kernelOptions(options: Readonly<Record<string, unknown>>): KernelOptions {
+  const subgroups = options['gemvSubgroups'];
+  if (subgroups !== undefined && typeof subgroups !== 'boolean') {
+    throw new TpError('invalid-argument', `backendOptions.gemvSubgroups must be true or false, not ${JSON.stringify(subgroups)}`);
+  }
+  const split = options['attentionSplitKeys'];
+  if (split !== undefined && !(typeof split === 'number' && Number.isInteger(split) && split >= 1)) {
+    throw new TpError('invalid-argument', `backendOptions.attentionSplitKeys must be a whole number of keys ≥ 1, not ${JSON.stringify(split)}`);
+  }
+  return { gemvSubgroups: subgroups, attentionSplitKeys: split as number | undefined };
+}
+
 /** How long dispose waits for the device's work and its loss notice before giving up. */
 const DISPOSE_WAIT_MS = 2000;
 
@@ -93,8 +125,12 @@ export class WebGpuRank implements Rank, Staging {
   private readonly dummy: GPUBuffer;
   /** GEMV lanes per output row (see kernels/linear.ts). */
   private readonly gemvLanes: number;
+  /** Decode GEMVs reduce with subgroup operations (the device has `subgroups`; see linear.ts). */
+  private readonly gemvSubgroups: boolean;
   /** Storage buffers one shader may bind (backendOptions.maxStorageBuffers lowers it, for tests). */
   private readonly maxStorageBuffers: number;
+  /** Test hook (backendOptions.attentionSplitKeys): split attention's keys into pieces of this many. */
+  private readonly attentionSplitKeys: number | undefined;
   private readonly live = new Set<GpuTensor>();
   private stepTensors: GpuTensor[] = [];
   private stepDepth = 0;
@@ -116,6 +152,13 @@ export class WebGpuRank implements Rank, Staging {
   }
 
   constructor(opened: OpenedDevice, init: RankInit, guard: GpuGuard = WebGpuRank.guardFor(init)) {
+    let tuning: KernelOptions;
+    try {
+      tuning = kernelOptions(init.options);
+    } catch (error) {
+      opened.device.destroy(); // nothing else holds it yet
+      throw error;
+    }
     const comm = init.communicator as HostCollectiveInit;
     if (comm.kind !== 'host') fail('createRank', `the WebGPU backend communicates through host memory, not "${comm.kind}"`);
     this.rank = init.rank;
@@ -131,9 +174,11 @@ export class WebGpuRank implements Rank, Staging {
     this.pipelines = new Pipelines(this.device);
     this.dummy = this.memory.alloc(16, 'unused input').buffer;
     this.gemvLanes = opened.adapter.fallback ? 1 : 32;
+    this.gemvSubgroups = opened.subgroups && (tuning.gemvSubgroups ?? SUBGROUP_GEMV_BY_DEFAULT(opened.adapter.fallback));
     // backendOptions.maxStorageBuffers (tests): pretend the adapter binds fewer, to pack attention's inputs.
     const storageOption = init.options['maxStorageBuffers'];
     this.maxStorageBuffers = Math.min(opened.device.limits.maxStorageBuffersPerShaderStage, typeof storageOption === 'number' ? storageOption : Infinity);
+    this.attentionSplitKeys = tuning.attentionSplitKeys;
     this.collective = new GpuCollective(comm, init.rank, init.world, this, typeof init.options['profileDir'] === 'string');
     const lose = init.options['loseDeviceAfterSteps'];
     this.loseDeviceAfterSteps = typeof lose === 'number' ? lose : undefined;
@@ -359,7 +404,10 @@ export class WebGpuRank implements Rank, Staging {
     for (const part of b.parts) {
       const buffers = [a.buffer, part.buffer, c?.buffer ?? this.dummy, y.buffer];
       const params = { M, K, N: part.rows, yCols: N, nOffset: part.rowStart, hasBias: c === undefined ? 0 : 1 };
-      if (gemv) {
+      if (gemv && this.gemvSubgroups && M <= GEMV_MAX_ROWS) {
+        const workgroups = Math.ceil(part.rows / GEMV_SUBGROUP_ROWS) * Math.ceil(M / block);
+        this.run(gemvSubgroupKernel(b.dtype as StorageDtype, biasDtype, this.f16, K % 4 === 0, block), buffers, params, grid(workgroups));
+      } else if (gemv) {
         const workgroups = Math.ceil(part.rows / (64 / lanes)) * Math.ceil(M / block);
         this.run(gemvKernel(b.dtype as StorageDtype, biasDtype, this.f16, K % 4 === 0, lanes, block), buffers, params, grid(workgroups));
       } else {
@@ -627,7 +675,7 @@ export class WebGpuRank implements Rank, Staging {
 
   createKvCache(batch: number, kvHeads: number, headDim: number, valueDim: number, dtype: StorageDtype): KvCache {
     if (!KV_DTYPES.includes(dtype)) {
-      throw new TpError('dtype-unsupported', `createKvCache: the WebGPU backend keeps its KV cache in ${KV_DTYPES.join(' or ')}, not ${dtype} (use --kv-dtype f32)`);
+      throw new TpError('dtype-unsupported', `createKvCache: the WebGPU backend keeps its KV cache in ${KV_DTYPES.join(', ')}, not ${String(dtype)} (use --kv-dtype ${KV_DTYPES.join(' or ')})`);
     }
     const cache = new GpuKvCache(batch, kvHeads, headDim, valueDim, dtype);
     this.caches.add(cache);
@@ -646,16 +694,17 @@ export class WebGpuRank implements Rank, Staging {
   private reserve(c: GpuKvCache, slots: number): void {
     if (slots <= c.capacity) return;
     const capacity = Math.max(slots, Math.ceil((c.capacity * 1.5) / KV_CHUNK) * KV_CHUNK, KV_CHUNK);
-    const grow = (old: GpuTensor | undefined, width: number): GpuTensor => {
-      const t = this.tensor([c.batch, capacity, width], 'f32', true);
+    const grow = (old: GpuTensor | undefined, stride: number): GpuTensor => {
+      const t = this.tensor([c.batch, capacity, stride], c.dtype, true);
+      const slot = c.slotBytes(stride);
       if (old !== undefined) {
-        for (let b = 0; b < c.batch; b++) this.recorder.copy(old.buffer, b * c.capacity * width * 4, t.buffer, b * capacity * width * 4, c.length * width * 4);
+        for (let b = 0; b < c.batch; b++) this.recorder.copy(old.buffer, b * c.capacity * slot, t.buffer, b * capacity * slot, c.length * slot);
         this.free(old);
       }
       return t;
     };
-    c.k = grow(c.k, c.kvHeads * c.headDim);
-    c.v = grow(c.v, c.kvHeads * c.valueDim);
+    c.k = grow(c.k, c.kStride);
+    c.v = grow(c.v, c.vStride);
     c.capacity = capacity;
   }
 
@@ -668,8 +717,11 @@ export class WebGpuRank implements Rank, Staging {
     if (kt.rows !== batch * rows || kt.cols !== kw || kt.dtype !== 'f32') fail('attention', `keys ${shapeText(kt)} are not f32 [${batch * rows}, ${kw}]`);
     if (vt.rows !== batch * rows || vt.cols !== vw || vt.dtype !== 'f32') fail('attention', `values ${shapeText(vt)} are not f32 [${batch * rows}, ${vw}]`);
     this.reserve(c, start + rows);
-    for (const [src, cache, width] of [[kt, c.k!, kw], [vt, c.v!, vw]] as const) {
-      this.run(kvWriteKernel(), [src.buffer, cache.buffer], { batch, rows, width, capacity: c.capacity, start }, WebGpuRank.over(batch * rows * width, LAYOUT_WG));
+    // f32 one element per invocation; 16-bit two per invocation (a word), rounded on the device.
+    for (const [src, cache, width, stride] of [[kt, c.k!, kw, c.kStride], [vt, c.v!, vw, c.vStride]] as const) {
+      const words = c.slotBytes(stride) / 4;
+      const params = { batch, rows, width, capacity: c.capacity, start, words };
+      this.run(kvWriteKernel(c.dtype), [src.buffer, cache.buffer], params, WebGpuRank.over(batch * rows * (c.dtype === 'f32' ? width : words), LAYOUT_WG));
     }
     c.length = Math.max(c.length, start + rows);
   }
@@ -685,15 +737,17 @@ export class WebGpuRank implements Rank, Staging {
     const bad = o.hostInts?.find((s) => !(s >= 0 && s < c.batch));
     if (bad !== undefined) fail('reorderKvCache', `order entry ${bad} is not a sequence of the cache (0 to ${c.batch - 1})`);
     if (c.length === 0 || c.k === undefined || c.v === undefined) return;
-    const reorder = (old: GpuTensor, width: number): GpuTensor => {
-      const t = this.tensor([c.batch, c.capacity, width], 'f32', true);
+    // Copied as 32-bit words whatever the dtype: a slot is a whole number of them.
+    const reorder = (old: GpuTensor, stride: number): GpuTensor => {
+      const t = this.tensor([c.batch, c.capacity, stride], c.dtype, true);
+      const width = c.slotBytes(stride) / 4;
       const params = { batch: c.batch, length: c.length, width, capacity: c.capacity };
       this.run(reorderBatchKernel(), [old.buffer, o.buffer, t.buffer], params, WebGpuRank.over(c.batch * c.length * width, LAYOUT_WG));
       this.free(old);
       return t;
     };
-    c.k = reorder(c.k, c.kvHeads * c.headDim);
-    c.v = reorder(c.v, c.kvHeads * c.valueDim);
+    c.k = reorder(c.k, c.kStride);
+    c.v = reorder(c.v, c.vStride);
   }
 
   fillKvCache(cache: KvCache, k: DeviceTensor, v: DeviceTensor, batch: number, rows: number): void {
@@ -726,6 +780,10 @@ export class WebGpuRank implements Rank, Staging {
     const relative = this.relativeInputs(spec, step, rows, keys);
     if (k !== undefined) this.append(c, k, v!, batch, rows, start);
 
+    // Few rows over many keys (decode of a long cache): each row's keys split over several
+    // workgroups, then merged (flash-decoding; kernels/attention-split.ts says when).
+    const groups = batch * rows * heads;
+    const splits = attentionSplits(keys, groups, this.opened.adapter.fallback ? SOFTWARE_SPLIT : GPU_SPLIT, this.attentionSplitKeys);
     // Expectation scoring applies no ALiBi, bias or relative term (AttentionSpec.scoring), so its
     // variant does not bind them; they were still checked above, as bad input.
     const variant: AttentionVariant = {
@@ -736,6 +794,9 @@ export class WebGpuRank implements Rank, Staging {
       relValues: relative?.values !== undefined && expectation === undefined,
       expectation: expectation !== undefined,
       packed: false,
+      kv: c.dtype,
+      nativeF16: this.f16,
+      split: splits > 1,
     };
     let def = attentionKernel(variant);
     if (def.bindings.length > this.maxStorageBuffers) {
@@ -772,6 +833,9 @@ export class WebGpuRank implements Rank, Staging {
       relVRows: rv.rows,
       relVStride: rv.stride,
       relVHead: rv.head,
+      kStride: c.kStride,
+      vStride: c.vStride,
+      splits,
     };
     if (c.k === undefined) this.reserve(c, 1); // reading an empty cache: bind something
     const optional: Record<OptionalInput, GpuTensor | undefined> = {
@@ -783,13 +847,19 @@ export class WebGpuRank implements Rank, Staging {
       relQ: relative?.queries?.tensor,
       relV: relative?.values?.tensor,
     };
-    const inputs: Record<string, GPUBuffer | undefined> = { q: qt.buffer, kc: c.k!.buffer, vc: c.v!.buffer, keyMask: mask.buffer, out: out.buffer };
+    // Split: the attention kernel writes a partial per piece, [groups · splits, valueDim + 2], and a merge pass the output.
+    const partials = splits > 1 ? this.tensor([groups * splits, valueDim + 2]) : undefined;
+    const inputs: Record<string, GPUBuffer | undefined> = { q: qt.buffer, kc: c.k!.buffer, vc: c.v!.buffer, keyMask: mask.buffer, out: (partials ?? out).buffer };
     const packed = def.bindings.some((b) => b.name === 'packed') ? this.packInputs(optionalInputs(variant).map((name) => [name, optional[name]!] as const), params) : undefined;
     if (packed !== undefined) inputs['packed'] = packed.buffer;
     else for (const [name, t] of Object.entries(optional)) inputs[name] = t?.buffer;
     const buffers = def.bindings.map((b) => inputs[b.name] ?? fail('attention', `internal: no buffer for ${b.name} of ${def.name}`));
-    this.run(def, buffers, params, grid(batch * rows * heads));
+    this.run(def, buffers, params, grid(groups * splits));
     if (packed !== undefined) this.free(packed); // reuse is ordered after this dispatch on the queue
+    if (partials !== undefined) {
+      this.run(attentionMergeKernel(variant.expectation), [partials.buffer, out.buffer], { groups, splits, valueDim }, grid(groups));
+      this.free(partials);
+    }
     return out;
   }
 

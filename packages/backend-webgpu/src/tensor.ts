@@ -64,14 +64,18 @@ export class GpuTensor implements DeviceTensor {
 }
 
 /**
- * One attention layer's cache: keys [batch, capacity, kvHeads·headDim] and values
- * [batch, capacity, kvHeads·valueDim], f32. `length` slots are written.
+ * One attention layer's cache: keys [batch, capacity, kStride] and values [batch, capacity, vStride]
+ * in the cache's dtype (f32, or 16-bit values two per word). `length` slots are written. A slot holds
+ * kvHeads·headDim keys (kvHeads·valueDim values); a 16-bit cache rounds that up to even, so that every
+ * slot starts on a 32-bit word (appends and copies then move whole words).
  */
 export class GpuKvCache implements KvCache {
   capacity = 0;
   length = 0;
   k: GpuTensor | undefined;
   v: GpuTensor | undefined;
+  readonly kStride: number;
+  readonly vStride: number;
 
   constructor(
     readonly batch: number,
@@ -79,5 +83,14 @@ export class GpuKvCache implements KvCache {
     readonly headDim: number,
     readonly valueDim: number,
     readonly dtype: StorageDtype,
-  ) {}
+  ) {
+    const stride = (width: number) => (dtype === 'f32' ? width : width + (width % 2));
+    this.kStride = stride(kvHeads * headDim);
+    this.vStride = stride(kvHeads * valueDim);
+  }
+
+  /** Bytes of one slot of keys (values): a whole number of 32-bit words. */
+  slotBytes(stride: number): number {
+    return stride * (this.dtype === 'f32' ? 4 : 2);
+  }
 }

@@ -3,12 +3,17 @@
  * covers: relative-position tables (per head and shared) over more than one 64-key chunk, an index too
  * large to check on the host (clamped on the device), per-sequence biases whose -1e30 and -Infinity
  * entries mask keys, YOSO's expectation scoring, the errors bad inputs get at enqueue, and that every
- * pipeline variant binds only the inputs it reads (the plain one exactly what it did before).
+ * pipeline variant binds only the inputs it reads (the plain one exactly what it did before). Then
+ * attention split over the keys (flash-decoding) over long caches, with packed inputs and as the
+ * adapter's policy decides, and 16-bit KV caches: their size, their rounding bit for bit, their growth
+ * and beam reordering.
  */
 import { createHostCollectiveInit, hostTensor, TpError, type AttentionSpec, type AttentionStep, type DeviceTensor, type KvCache } from '@tp/core';
 import { reference } from '@tp/core/testing';
 import { describe, expect, it } from 'vitest';
 import { attentionKernel, type AttentionVariant } from '../src/kernels/attention.js';
+import { attentionSplits, GPU_SPLIT, MAX_SPLITS, SOFTWARE_SPLIT } from '../src/kernels/attention-split.js';
+import type { GpuKvCache } from '../src/tensor.js';
 import { WebGpuRank } from '../src/rank.js';
 import { adapterSkip, backend } from './helpers/adapter.js';
 
@@ -321,6 +326,201 @@ describe(`WebGPU attention on an adapter with few storage buffers${adapterSkip}`
   });
 });
 
+/** The names of the pipelines a rank has compiled. */
+const compiled = (rank: WebGpuRank) => [...(rank as unknown as { pipelines: { cache: Map<string, unknown> } }).pipelines.cache.keys()];
+
+/**
+ * One decode row per sequence against a cache filled with `keys` keys (fillKvCache), bidirectional
+ * (a cross-attention read), against the f64 reference over the cache's rounded values.
+ */
+async function decodeOverCache(rank: WebGpuRank, c: { heads: number; kvHeads: number; headDim: number; batch: number; keys: number; dtype: 'f32' | 'f16' | 'bf16'; bits?: number; softcap?: number }, seed: number): Promise<void> {
+  const { heads, kvHeads, headDim, batch, keys } = c;
+  const q = values(batch * heads * headDim, seed, 2);
+  const k = values(batch * keys * kvHeads * headDim, seed + 1, 2);
+  const v = values(batch * keys * kvHeads * headDim, seed + 2);
+  // Sequence 1 (if any) sees only its first keys − 100: a shorter cache in the same batch.
+  const keyMask = Int32Array.from({ length: batch * keys }, (_, n) => (n >= keys && n % keys >= keys - 100 ? 0 : 1));
+  const scale = 1 / Math.sqrt(headDim);
+  const expected = reference.attention({
+    q,
+    kCache: reference.roundToDtype(k, c.dtype),
+    vCache: reference.roundToDtype(v, c.dtype),
+    slots: keys,
+    batch,
+    rows: 1,
+    start: 0,
+    keys,
+    keyMask,
+    ...(c.bits !== undefined ? { expectation: { bits: c.bits } } : {}),
+    ...(c.softcap !== undefined ? { softcap: c.softcap } : {}),
+    heads,
+    kvHeads,
+    headDim,
+    valueDim: headDim,
+    scale,
+    mask: 'bidirectional',
+  });
+  const cache = rank.createKvCache(batch, kvHeads, headDim, headDim, c.dtype);
+  rank.beginStep();
+  try {
+    const f32 = (x: Float32Array, shape: number[]) => rank.upload(hostTensor(x, shape));
+    rank.fillKvCache(cache, f32(k, [batch * keys, kvHeads * headDim]), f32(v, [batch * keys, kvHeads * headDim]), batch, keys);
+    const spec: AttentionSpec = { heads, kvHeads, headDim, valueDim: headDim, scale, mask: 'bidirectional', ...(c.softcap !== undefined ? { softcap: c.softcap } : {}), ...(c.bits !== undefined ? { scoring: { kind: 'expectation', bits: c.bits } } : {}) };
+    const y = rank.attention(f32(q, [batch, heads * headDim]), undefined, undefined, cache, { batch, rows: 1, start: 0, keyMask: rank.upload(hostTensor(keyMask, [batch, keys])) }, spec);
+    const got = await rank.download(y);
+    let maxAbs = 0;
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++) {
+      maxAbs = Math.max(maxAbs, Math.abs(expected[i]!));
+      worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+    }
+    expect(worst, `largest difference (max |expected| ${maxAbs})`).toBeLessThanOrEqual(2e-5 * maxAbs);
+  } finally {
+    await rank.endStep();
+    rank.freeKvCache(cache);
+  }
+}
+
+describe(`WebGPU attention split over the keys (flash-decoding), and 16-bit KV caches${adapterSkip}`, () => {
+  run('a decode of one head over 5000 keys in pieces of 1000 (a partial each, then the merge) matches the reference, softmax and expectation', async () => {
+    const rank = await newRank({ attentionSplitKeys: 1000 });
+    try {
+      await decodeOverCache(rank, { heads: 1, kvHeads: 1, headDim: 16, batch: 1, keys: 5000, dtype: 'f32', softcap: 3 }, 21);
+      expect(compiled(rank)).toEqual(expect.arrayContaining(['attention_split', 'attention_merge']));
+      await decodeOverCache(rank, { heads: 1, kvHeads: 1, headDim: 16, batch: 1, keys: 5000, dtype: 'f32', bits: 6 }, 22);
+      expect(compiled(rank)).toEqual(expect.arrayContaining(['attention_expectation_split', 'attention_merge_expectation']));
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('by default the rank splits as its adapter\'s policy says: never on a software adapter, a lone head over 5000 keys on a GPU', async () => {
+    const rank = await newRank();
+    try {
+      await decodeOverCache(rank, { heads: 1, kvHeads: 1, headDim: 16, batch: 1, keys: 5000, dtype: 'f32' }, 23);
+      const split = compiled(rank).includes('attention_split');
+      expect(split).toBe(!rank.opened.adapter.fallback);
+      expect(attentionSplits(5000, 1, rank.opened.adapter.fallback ? SOFTWARE_SPLIT : GPU_SPLIT) > 1).toBe(split);
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('forced pieces of 7 keys over f16 and bf16 caches of 300 keys, GQA, two sequences of different lengths', async () => {
+    const rank = await newRank({ attentionSplitKeys: 7 });
+    try {
+      for (const dtype of ['f16', 'bf16'] as const) await decodeOverCache(rank, { heads: 6, kvHeads: 2, headDim: 10, batch: 2, keys: 300, dtype }, 24);
+      expect(compiled(rank)).toEqual(expect.arrayContaining(['attention_kvf16_split', 'attention_kvbf16_split', 'attention_merge']));
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('split with every optional input packed into one binding (6 storage buffers): ALiBi, a bias and three relative tables', async () => {
+    const rank = await newRank({ maxStorageBuffers: 6, attentionSplitKeys: 5 });
+    try {
+      const rows = 40;
+      const bias = values(2 * 2 * rows * rows, 9, 2);
+      bias[7] = -1e30;
+      const relative = { positions: 9, index: distanceIndex(rows, rows, 4), keys: [9, 8] as [number, number], queries: [9, 4] as [number, number], values: [9, 8] as [number, number] };
+      await check(rank, { heads: 2, kvHeads: 1, headDim: 4, valueDim: 4, batch: 2, rows, mask: 'causal', bias: { data: bias, shape: [2, 2, rows, rows] }, relative }, 91);
+      expect(compiled(rank)).toContain('attention_bias_relKQV_packed_split');
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('a 16-bit cache holds half the bytes of an f32 one; an odd slot width is padded to a whole word', async () => {
+    const rank = await newRank();
+    try {
+      const bytes = (dtype: 'f32' | 'f16' | 'bf16', kvHeads: number, headDim: number) => {
+        const cache = rank.createKvCache(1, kvHeads, headDim, headDim, dtype) as GpuKvCache;
+        rank.beginStep();
+        const rows = 64;
+        const x = rank.upload(hostTensor(values(rows * kvHeads * headDim, 3), [rows, kvHeads * headDim]));
+        rank.fillKvCache(cache, x, x, 1, rows);
+        const out = [cache.k!.byteLength, cache.k!.blocks[0]!.buffer.size, cache.kStride];
+        rank.freeKvCache(cache);
+        return out;
+      };
+      expect(bytes('f32', 2, 64)).toEqual([64 * 128 * 4, 64 * 128 * 4, 128]);
+      expect(bytes('f16', 2, 64)).toEqual([64 * 128 * 2, 64 * 128 * 2, 128]);
+      expect(bytes('bf16', 2, 64)).toEqual([64 * 128 * 2, 64 * 128 * 2, 128]);
+      expect(bytes('bf16', 1, 5)[2]).toBe(6);
+      await rank.endStep();
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('appends round on the device exactly as the host does: ties to even, subnormals, overflow, NaN, signed zero', async () => {
+    const rank = await newRank();
+    try {
+      const f = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
+      // Halfway cases both ways for each format, f16 subnormals and their rounding, f16 overflow (65520
+      // rounds up to Infinity, 65519 down to 65504), bf16 carries into the exponent, NaN, ±0, ±Infinity.
+      const special = [
+        1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 2 ** -24, 1.5 * 2 ** -24, 2.5 * 2 ** -24, 0.49 * 2 ** -24, 0.5 * 2 ** -24, 0.51 * 2 ** -24, 3e-6, -7e-7,
+        65519, 65520, -70000, f(0x7f7fffff), f(0x3f80ffff), f(0x3fffffff), f(0x00000001), f(0x807fffff), Number.NaN, -0, 0, Infinity, -Infinity, 1 / 3, -2 / 3, 123.456,
+      ];
+      const width = 7; // odd: every slot has a pad element
+      const rows = Math.ceil(special.length / width);
+      const data = Float32Array.from({ length: rows * width }, (_, i) => special[i] ?? i / 7);
+      for (const dtype of ['f16', 'bf16'] as const) {
+        const cache = rank.createKvCache(1, 1, width, width, dtype) as GpuKvCache;
+        rank.beginStep();
+        const x = rank.upload(hostTensor(data, [rows, width]));
+        rank.fillKvCache(cache, x, x, 1, rows);
+        const held = await rank.download(cache.k!);
+        await rank.endStep();
+        const expected = reference.roundToDtype(data, dtype);
+        for (let i = 0; i < data.length; i++) {
+          const got = held[Math.floor(i / width) * cache.kStride + (i % width)]!;
+          expect(Object.is(got, expected[i]) || (Number.isNaN(got) && Number.isNaN(expected[i]!)), `${dtype} of ${data[i]} (element ${i}): got ${got}, expected ${expected[i]}`).toBe(true);
+        }
+        rank.freeKvCache(cache);
+      }
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('beam reordering and growth of a bf16 cache with an odd slot width keep every word in place', async () => {
+    const rank = await newRank({ attentionSplitKeys: 4 });
+    try {
+      const [batch, width, first] = [3, 5, 50];
+      const cache = rank.createKvCache(batch, 1, width, width, 'bf16') as GpuKvCache;
+      const data = values(batch * first * width, 31, 4);
+      rank.beginStep();
+      rank.fillKvCache(cache, rank.upload(hostTensor(data, [batch * first, width])), rank.upload(hostTensor(data, [batch * first, width])), batch, first);
+      rank.reorderKvCache(cache, rank.upload(hostTensor(new Int32Array([2, 0, 2]), [batch])));
+      // Grow past the capacity (64 slots): the reordered slots are copied into the larger buffers.
+      const more = values(batch * 30 * width, 32, 4);
+      const q = values(batch * width, 33);
+      rank.attention(rank.upload(hostTensor(q, [batch, width])), rank.upload(hostTensor(more.subarray(0, batch * width), [batch, width])), rank.upload(hostTensor(more.subarray(0, batch * width), [batch, width])), cache, { batch, rows: 1, start: first, keyMask: rank.upload(hostTensor(new Int32Array(batch * (first + 1)).fill(1), [batch, first + 1])) }, { heads: 1, kvHeads: 1, headDim: width, valueDim: width, scale: 1, mask: 'causal' });
+      for (let s = first + 1; s < 80; s++) {
+        const row = more.subarray(0, batch * width);
+        rank.attention(rank.upload(hostTensor(q, [batch, width])), rank.upload(hostTensor(row, [batch, width])), rank.upload(hostTensor(row, [batch, width])), cache, { batch, rows: 1, start: s, keyMask: rank.upload(hostTensor(new Int32Array(batch * (s + 1)).fill(1), [batch, s + 1])) }, { heads: 1, kvHeads: 1, headDim: width, valueDim: width, scale: 1, mask: 'causal' });
+      }
+      const held = await rank.download(cache.k!);
+      await rank.endStep();
+      expect(cache.capacity).toBeGreaterThan(64);
+      const rounded = reference.roundToDtype(data, 'bf16');
+      const order = [2, 0, 2];
+      for (let b = 0; b < batch; b++) {
+        for (let j = 0; j < first; j++) {
+          for (let e = 0; e < width; e++) {
+            expect(held[(b * cache.capacity + j) * cache.kStride + e]).toBe(rounded[(order[b]! * first + j) * width + e]);
+          }
+        }
+      }
+      rank.freeKvCache(cache);
+    } finally {
+      await rank.dispose();
+    }
+  });
+});
+
 describe('attention pipeline variants', () => {
   const plain: AttentionVariant = { alibi: false, bias: false, relKeys: false, relQueries: false, relValues: false, expectation: false, packed: false };
   const bound = (v: Partial<AttentionVariant>) => attentionKernel({ ...plain, ...v }).bindings.map((b) => b.name);
@@ -343,6 +543,30 @@ describe('attention pipeline variants', () => {
     expect(names[0]).toBe('attention');
     const code = attentionKernel(plain).code;
     for (const absent of ['relIndex', 'relK', 'relQ', 'relV', 'bias', 'slopes', 'keyPos', 'packed', 'accurateAcos', 'rels[']) expect(code).not.toContain(absent);
+  });
+
+  it('the KV dtype and the split are variants too: their own names, the same bindings, f16 read natively only with shader-f16', () => {
+    const names = [{}, { kv: 'f16', nativeF16: true }, { kv: 'f16', nativeF16: false }, { kv: 'bf16' }, { split: true }, { kv: 'bf16', split: true, expectation: true }].map((v) => attentionKernel({ ...plain, ...v } as AttentionVariant).name);
+    expect(names).toEqual(['attention', 'attention_kvf16', 'attention_kvf16p', 'attention_kvbf16', 'attention_split', 'attention_expectation_kvbf16_split']);
+    expect(bound({ split: true })).toEqual(bound({}));
+    expect(attentionKernel({ ...plain, kv: 'f16', nativeF16: true }).f16).toBe(true);
+    expect(attentionKernel({ ...plain, kv: 'f16', nativeF16: false }).f16).toBeFalsy();
+    expect(attentionKernel({ ...plain, kv: 'f16', nativeF16: false }).bindings.slice(1, 3).map((b) => b.type)).toEqual(['array<u32>', 'array<u32>']);
+  });
+
+  it('the split policy: pieces only when workgroups are few and keys many; the test option splits any call', () => {
+    // A GPU: 8 heads of one sequence over 4096 keys → 16 pieces of 256 keys (policy minimum) at most.
+    expect(attentionSplits(4096, 8, GPU_SPLIT)).toBe(16);
+    expect(attentionSplits(100_000, 8, GPU_SPLIT)).toBe(32); // enough for 256 workgroups
+    expect(attentionSplits(511, 8, GPU_SPLIT)).toBe(1); // too few keys for two pieces of 256
+    expect(attentionSplits(100_000, 256, GPU_SPLIT)).toBe(1); // a prefill or a large batch fills the GPU
+    expect(attentionSplits(100_000, 1, GPU_SPLIT)).toBe(MAX_SPLITS);
+    // A software adapter never splits (measured: see SOFTWARE_SPLIT).
+    expect(attentionSplits(100_000, 1, SOFTWARE_SPLIT)).toBe(1);
+    // backendOptions.attentionSplitKeys: pieces of that many keys, whatever the rows, up to MAX_SPLITS.
+    expect(attentionSplits(10, 1000, GPU_SPLIT, 3)).toBe(4);
+    expect(attentionSplits(3, 1, GPU_SPLIT, 3)).toBe(1);
+    expect(attentionSplits(1000, 1, GPU_SPLIT, 3)).toBe(MAX_SPLITS);
   });
 
   it('expectation scoring with ALiBi, a bias or relative terms is not a variant', () => {

@@ -2,7 +2,8 @@
  * The WebGPU backend against the backend conformance suite of @tp/core/testing, on whatever adapter
  * Dawn finds (Mesa's lavapipe in CI): every kernel against the host reference in every storage dtype,
  * KV caches, attention, MoE routing, errors, and collectives over worker threads at world 1–4; then
- * the f16 cases without shader-f16 and the attention cases with their inputs packed into one binding.
+ * the f16 cases without shader-f16, the attention cases with their inputs packed into one binding, the
+ * attention and KV-cache cases split over the keys, and the linear cases through the subgroup GEMV.
  */
 import type { Backend } from '@tp/core';
 import { conformanceCases } from '@tp/core/testing';
@@ -43,4 +44,37 @@ const fewBindings: Backend = {
 describe(`WebGPU backend conformance, attention inputs packed into one binding${adapterSkip}`, () => {
   const attentionCases = conformanceCases(fewBindings, { dtypes: ['f32'], worlds: [] }).filter((c) => c.name.startsWith('attention'));
   for (const c of attentionCases) it.skipIf(adapterSkip !== '')(`${c.name} (inputs packed)`, c.run, 60_000);
+});
+
+/**
+ * The attention cases again with every call's keys split into pieces of 3 (backendOptions.
+ * attentionSplitKeys): the flash-decoding path — a partial per piece, then a merge pass — which the
+ * rank otherwise takes only for long caches with few rows. Pieces of 3 keys leave some pieces of a
+ * causal row empty and cut the 197-key growth case into the most pieces allowed; every variant (ALiBi,
+ * windows, soft caps, biases, relative tables, expectation scoring) and every KV-cache dtype goes through it.
+ */
+const splitKeys: Backend = {
+  ...backend,
+  createRank: (init) => backend.createRank({ ...init, options: { ...init.options, attentionSplitKeys: 3 } }),
+};
+
+describe(`WebGPU backend conformance, attention split over the keys${adapterSkip}`, () => {
+  const attentionCases = conformanceCases(splitKeys, { worlds: [] }).filter((c) => /^(attention|KV cache growth|reorderKvCache)/.test(c.name));
+  for (const c of attentionCases) it.skipIf(adapterSkip !== '')(`${c.name} (keys split in pieces of 3)`, c.run, 60_000);
+});
+
+/**
+ * The linear cases again with the subgroup GEMV forced on (backendOptions.gemvSubgroups; a software
+ * adapter uses it only when asked, see the README), in every weight dtype: decode-sized products (up
+ * to 4 rows) reduce with subgroupAdd. Without the subgroups feature the option changes nothing, so
+ * the cases then repeat the plain kernel, as the name says.
+ */
+const subgroupGemv: Backend = {
+  ...backend,
+  createRank: (init) => backend.createRank({ ...init, options: { ...init.options, gemvSubgroups: true } }),
+};
+
+describe(`WebGPU backend conformance, linear with subgroup reductions${adapterSkip}`, () => {
+  const linearCases = conformanceCases(subgroupGemv, { worlds: [] }).filter((c) => c.name.startsWith('linear'));
+  for (const c of linearCases) it.skipIf(adapterSkip !== '')(`${c.name} (subgroup GEMV where the device has subgroups)`, c.run, 60_000);
 });

@@ -38,3 +38,16 @@ describe(`WebGPU golden logits with weights split across bindings${skip}`, () =>
     it.skipIf(skip !== '')(`${c.name} (weights split across 40 KiB bindings)`, c.run);
   }
 });
+
+/**
+ * Attention split over the keys in pieces of 3 (backendOptions.attentionSplitKeys: every prefill and
+ * decode call takes the flash-decoding path) and decode GEMVs reducing with subgroup operations
+ * (gemvSubgroups, where the device has them): golden's logits and greedy tokens as before. BLOOM adds
+ * ALiBi; GPT-2 biases and Conv1D weights.
+ */
+describe(`WebGPU golden logits with split attention and subgroup GEMVs${skip}`, () => {
+  const session = { backendOptions: { attentionSplitKeys: 3, gemvSubgroups: true } };
+  for (const c of goldenCases(backend, { goldenDir: GOLDEN_DIR, families: ['llama', 'gpt2', 'bloom'], tpSizes: [1, 2], session })) {
+    it.skipIf(skip !== '')(`${c.name} (attention in pieces of 3 keys, subgroup GEMVs)`, c.run);
+  }
+});

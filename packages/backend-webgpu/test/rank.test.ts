@@ -162,6 +162,94 @@ describe(`WebGPU weights larger than one storage binding${adapterSkip}`, () => {
   }
 });
 
+/** Whether the test adapter offers `subgroups` (lavapipe does, with 8-lane subgroups). */
+const subgroupSkip = adapterSkip || (await (async () => {
+  if (adapterSkip !== '') return '';
+  const opened = await openDevice(gpuFor([]), 'subgroup probe');
+  opened.device.destroy();
+  return opened.subgroups ? '' : ' (skipped: the adapter has no subgroups feature)';
+})());
+
+describe(`WebGPU decode GEMV with subgroup reductions${subgroupSkip}`, () => {
+  const runSg = it.skipIf(subgroupSkip !== '');
+  const compiled = (rank: WebGpuRank) => [...(rank as unknown as { pipelines: { cache: Map<string, unknown> } }).pipelines.cache.keys()];
+  /** y = x·wᵀ + bias on `rank` against the reference, for each [M, K, N]; the largest error relative to max |y|. */
+  async function linearError(rank: WebGpuRank, dtype: 'f32' | 'f16' | 'bf16', shapes: ReadonlyArray<readonly [number, number, number]>): Promise<number> {
+    let worst = 0;
+    for (const [i, [M, K, N]] of shapes.entries()) {
+      const w = reference.roundToDtype(random(N * K, 10 + i), dtype);
+      const bias = random(N, 20 + i);
+      const x = random(M * K, 30 + i);
+      const wt = rank.upload({ bytes: reference.encodeDtype(w, dtype), dtype, shape: [N, K] });
+      rank.beginStep();
+      const y = await rank.download(rank.linear(rank.upload(hostTensor(x, [M, K])), wt, i % 2 === 0 ? rank.upload(hostTensor(bias, [N])) : undefined));
+      await rank.endStep();
+      rank.free(wt);
+      const expected = reference.linear(x, w, i % 2 === 0 ? bias : undefined, M, K, N);
+      const scale = Math.max(...Array.from(expected, Math.abs));
+      worst = Math.max(worst, ...Array.from(y, (v, j) => Math.abs(v - expected[j]!) / scale));
+    }
+    return worst;
+  }
+  // K not a multiple of 4 (scalar loads) and of 4 (vec4), N not a multiple of the 16 rows a workgroup
+  // hands out, 1–4 rows of x (the decode GEMV's blocks), a K shorter than a subgroup.
+  const SHAPES = [[1, 7, 5], [1, 130, 37], [3, 1030, 17], [4, 64, 64], [2, 33, 100], [1, 2048, 48]] as const;
+
+  for (const [dtype, options, label] of [
+    ['f32', {}, ''],
+    ['f16', {}, ''],
+    ['f16', { disableFeatures: ['shader-f16'] }, ' (unpacked from u32: no shader-f16)'],
+    ['bf16', {}, ''],
+  ] as const) {
+    runSg(`${dtype} weights${label}: the subgroup GEMV (gemvSubgroups: true) matches the reference`, async () => {
+      const rank = await newRank({ gemvSubgroups: true, ...options });
+      try {
+        expect(await linearError(rank, dtype, SHAPES)).toBeLessThan(2e-6);
+        expect(compiled(rank).some((name) => name.startsWith('gemv_sg_'))).toBe(true);
+        expect(compiled(rank).some((name) => name.startsWith('gemv_') && !name.startsWith('gemv_sg_'))).toBe(false);
+      } finally {
+        await rank.dispose();
+      }
+    });
+  }
+
+  runSg('a weight split into row blocks goes through the subgroup GEMV block by block', async () => {
+    const rank = await newRank({ gemvSubgroups: true, maxBindingBytes: 1024 });
+    try {
+      expect(await linearError(rank, 'f32', [[1, 20, 37], [2, 20, 37]])).toBeLessThan(2e-6);
+      expect(compiled(rank)).toContain('gemv_sg_f32v4_bf32_m1'); // K = 20: 4-wide loads
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  runSg('the subgroup GEMV is off by default on a software adapter (slower there), and unused without the feature', async () => {
+    const plain = await newRank();
+    const without = await newRank({ gemvSubgroups: true, disableFeatures: ['subgroups'] });
+    try {
+      expect(plain.opened.subgroups).toBe(true);
+      if (plain.opened.adapter.fallback) {
+        await linearError(plain, 'f32', SHAPES.slice(0, 2));
+        expect(compiled(plain).some((name) => name.startsWith('gemv_sg_'))).toBe(false);
+      }
+      expect(without.opened.subgroups).toBe(false);
+      expect(await linearError(without, 'f32', SHAPES.slice(0, 2))).toBeLessThan(2e-6);
+      expect(compiled(without).some((name) => name.startsWith('gemv_sg_'))).toBe(false);
+    } finally {
+      await plain.dispose();
+      await without.dispose();
+    }
+  });
+});
+
+describe(`WebGPU test options${adapterSkip}`, () => {
+  run('a malformed gemvSubgroups or attentionSplitKeys is refused with what to pass', async () => {
+    await expect(newRank({ gemvSubgroups: 'yes' })).rejects.toThrow(/gemvSubgroups must be true or false, not "yes"/);
+    await expect(newRank({ attentionSplitKeys: 0 })).rejects.toThrow(/attentionSplitKeys must be a whole number of keys ≥ 1, not 0/);
+    await expect(newRank({ attentionSplitKeys: 2.5 })).rejects.toThrow(/attentionSplitKeys must be a whole number/);
+  });
+});
+
 describe('adapter list', () => {
   it("reads Dawn's list of adapters from its error message", () => {
     const message = "no suitable backends found\nAvailable adapters:\n * backend: 'vulkan', name: 'llvmpipe (LLVM 15.0.6, 256 bits)'\n * backend: 'vulkan', name: 'NVIDIA H100 80GB HBM3'";

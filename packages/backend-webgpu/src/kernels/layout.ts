@@ -4,7 +4,7 @@
  */
 import type { StorageDtype } from '@tp/core';
 import type { KernelDef } from '../kernel.js';
-import { dtypeView } from '../wgsl/dtype.js';
+import { dtypeView, ROUND_HALF } from '../wgsl/dtype.js';
 
 export const LAYOUT_WG = 256;
 const INDEX = `let i = flatGroup(wid, nwg) * ${LAYOUT_WG}u + lid.x;`;
@@ -89,14 +89,18 @@ ${MAIN} {
 
 /**
  * Append rows to a KV cache: cache[b, start + t, :] = src[b·rows + t, :] for t < rows, the cache being
- * [batch, capacity, width].
+ * [batch, capacity, stride] in its dtype. An f32 cache is written one element per invocation (stride =
+ * width). A 16-bit cache is written one u32 word (two elements) per invocation, each rounded to nearest
+ * even from the f32 bits (ROUND_HALF); its stride is the width rounded up to even, so every slot starts
+ * on a word and no two invocations write one word (a pad element, when there is one, is written 0).
  */
-export function kvWriteKernel(): KernelDef {
-  return {
-    name: 'kv_write',
-    bindings: [{ name: 'src', type: 'array<f32>' }, { name: 'cache', type: 'array<f32>', write: true }],
-    params: [['batch', 'u32'], ['rows', 'u32'], ['width', 'u32'], ['capacity', 'u32'], ['start', 'u32']],
-    code: `${MAIN} {
+export function kvWriteKernel(dtype: StorageDtype = 'f32'): KernelDef {
+  if (dtype === 'f32') {
+    return {
+      name: 'kv_write',
+      bindings: [{ name: 'src', type: 'array<f32>' }, { name: 'cache', type: 'array<f32>', write: true }],
+      params: [['batch', 'u32'], ['rows', 'u32'], ['width', 'u32'], ['capacity', 'u32'], ['start', 'u32']],
+      code: `${MAIN} {
   ${INDEX}
   if (i >= p.batch * p.rows * p.width) { return; }
   let c = i % p.width;
@@ -105,17 +109,39 @@ export function kvWriteKernel(): KernelDef {
   let t = bt % p.rows;
   cache[(b * p.capacity + p.start + t) * p.width + c] = src[i];
 }`,
+    };
+  }
+  const round = dtype === 'f16' ? 'f16Bits' : 'bf16Bits';
+  return {
+    name: `kv_write_${dtype}`,
+    // The f32 source as raw bits: a float load could flush a subnormal before it is rounded.
+    bindings: [{ name: 'src', type: 'array<u32>' }, { name: 'cache', type: 'array<u32>', write: true }],
+    params: [['batch', 'u32'], ['rows', 'u32'], ['width', 'u32'], ['capacity', 'u32'], ['start', 'u32'], ['words', 'u32']],
+    code: `${ROUND_HALF}
+${MAIN} {
+  ${INDEX}
+  if (i >= p.batch * p.rows * p.words) { return; }
+  let w = i % p.words;
+  let bt = i / p.words;
+  let b = bt / p.rows;
+  let t = bt % p.rows;
+  let e = 2u * w;
+  let lo = ${round}(src[bt * p.width + e]);
+  let hi = select(0u, ${round}(src[bt * p.width + min(e + 1u, p.width - 1u)]), e + 1u < p.width);
+  cache[(b * p.capacity + p.start + t) * p.words + w] = lo | (hi << 16u);
+}`,
   };
 }
 
 /**
  * A reordered copy of a KV cache (beam search): dst[b, j, :] = src[order[b], j, :] for the `length`
- * written slots, both [batch, capacity, width]. A copy, because an order may repeat and drop rows.
+ * written slots, both [batch, capacity, width] in 32-bit words (any cache dtype: the bits are copied).
+ * A copy, because an order may repeat and drop rows.
  */
 export function reorderBatchKernel(): KernelDef {
   return {
     name: 'reorder_batch',
-    bindings: [{ name: 'src', type: 'array<f32>' }, { name: 'order', type: 'array<i32>' }, { name: 'dst', type: 'array<f32>', write: true }],
+    bindings: [{ name: 'src', type: 'array<u32>' }, { name: 'order', type: 'array<i32>' }, { name: 'dst', type: 'array<u32>', write: true }],
     params: [['batch', 'u32'], ['length', 'u32'], ['width', 'u32'], ['capacity', 'u32']],
     code: `${MAIN} {
   ${INDEX}

@@ -15,6 +15,7 @@
  */
 import type { StorageDtype } from '@tp/core';
 import type { KernelDef } from '../kernel.js';
+import type { DirectedKernelDef } from '../pipelines.js';
 import { dtypeView } from '../wgsl/dtype.js';
 
 /** Up to this many x rows go through the GEMV kernel (one pass over the weight per row). */
@@ -140,6 +141,86 @@ var<workgroup> ws: array<f32, 512>;
         var v = acc[i * 4u + j];
         if (p.hasBias != 0u) { v += biasAt(p.nOffset + n); }
         y[m * p.yCols + p.nOffset + n] = v;
+      }
+    }
+  }
+}`,
+  };
+}
+
+/** Output rows one workgroup of the subgroup GEMV hands out to its subgroups. */
+export const GEMV_SUBGROUP_ROWS = 16;
+
+/**
+ * GEMV with subgroup reductions (the device has `subgroups`): each subgroup of a 64-invocation
+ * workgroup takes the workgroup's next output row from a shared counter, its lanes split the row's K
+ * (4-wide loads when `vec4`), and `subgroupAdd` sums their parts — no shared-memory tree, no barrier.
+ *
+ * Nothing here assumes how invocations map to subgroups or how large a subgroup is (WGSL promises
+ * neither, and sizes 4–128 exist): a lane's index and the lane count come from `subgroupExclusiveAdd`
+ * and `subgroupAdd` of 1 over the active invocations, and rows are handed out by an atomic counter, so
+ * any partition of the workgroup into subgroups computes every row once. A row's sum is one subgroup's,
+ * so the result is the same from run to run on a device. Every loop around or before a subgroup
+ * operation has a trip count uniform over the subgroup (the K loop steps by the lane count and masks
+ * its last step), so the lanes are converged where they sum, without relying on reconvergence after a
+ * loop whose lanes leave at different times.
+ */
+export function gemvSubgroupKernel(weight: StorageDtype, bias: StorageDtype, nativeF16: boolean, vec4: boolean, block: number): DirectedKernelDef {
+  const w = dtypeView('w', weight, nativeF16, vec4);
+  const b = dtypeView('bias', bias, nativeF16);
+  const rows = GEMV_SUBGROUP_ROWS;
+  const each = (f: (j: number) => string) => Array.from({ length: block }, (_, j) => f(j)).join('\n      ');
+  const body = vec4
+    ? `let k4 = p.K / 4u;
+      ${each((j) => `var a${j} = vec4f(0.0); let x${j} = min(m0 + ${j}u, p.M - 1u) * k4;`)}
+      for (var k0 = 0u; k0 < k4; k0 += lanes) {
+        let k = k0 + lane;
+        if (k < k4) {
+          let wv = wVec4(n * k4 + k);
+          ${each((j) => `a${j} += x[x${j} + k] * wv;`)}
+        }
+      }
+      ${each((j) => `let s${j} = subgroupAdd((a${j}.x + a${j}.y) + (a${j}.z + a${j}.w));`)}`
+    : `${each((j) => `var a${j} = 0.0; let x${j} = min(m0 + ${j}u, p.M - 1u) * p.K;`)}
+      for (var k0 = 0u; k0 < p.K; k0 += lanes) {
+        let k = k0 + lane;
+        if (k < p.K) {
+          let wv = wAt(n * p.K + k);
+          ${each((j) => `a${j} += x[x${j} + k] * wv;`)}
+        }
+      }
+      ${each((j) => `let s${j} = subgroupAdd(a${j});`)}`;
+  return {
+    name: `gemv_sg_${w.tag}_b${b.tag}_m${block}`,
+    f16: w.f16 || b.f16,
+    // `enable subgroups;`, and the subgroup uniformity diagnostic off: the subgroup operations run
+    // where control flow is uniform per subgroup, not per workgroup (see withDirectives).
+    enable: ['subgroups'],
+    bindings: [{ name: 'x', type: vec4 ? 'array<vec4<f32>>' : 'array<f32>' }, w.binding, b.binding, { name: 'y', type: 'array<f32>', write: true }],
+    params: [['M', 'u32'], ['K', 'u32'], ['N', 'u32'], ['yCols', 'u32'], ['nOffset', 'u32'], ['hasBias', 'u32']],
+    code: `${w.code}
+${b.code}
+var<workgroup> nextRow: atomic<u32>;
+@compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let blocks = (p.N + ${rows - 1}u) / ${rows}u;
+  let flat = flatGroup(wid, nwg);
+  if (flat >= blocks * ((p.M + ${block - 1}u) / ${block}u)) { return; }
+  let m0 = (flat / blocks) * ${block}u;
+  let rowBase = (flat % blocks) * ${rows}u;
+  let lanes = subgroupAdd(1u);
+  let lane = subgroupExclusiveAdd(1u);
+  loop {
+    var taken = 0u;
+    if (lane == 0u) { taken = atomicAdd(&nextRow, 1u); }
+    let r = subgroupMax(taken);
+    if (r >= ${rows}u) { break; }
+    let n = rowBase + r;
+    if (n < p.N) {
+      ${body}
+      if (lane == 0u) {
+        var bv = 0.0;
+        if (p.hasBias != 0u) { bv = biasAt(p.nOffset + n); }
+        ${each((j) => `if (m0 + ${j}u < p.M) { y[(m0 + ${j}u) * p.yCols + p.nOffset + n] = s${j} + bv; }`)}
       }
     }
   }

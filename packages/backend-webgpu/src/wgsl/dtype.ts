@@ -69,3 +69,43 @@ export function dtypeView(name: string, dtype: StorageDtype, nativeF16: boolean,
     tag,
   };
 }
+
+/**
+ * WGSL that rounds f32 bit patterns to 16-bit ones, to nearest with ties to even, exactly as the host
+ * does on upload (convert.ts) and torch's `.to(dtype)`: `f16Bits(bits)` (overflow gives ±Infinity,
+ * NaN stays NaN) and `bf16Bits(bits)` (NaN stays a quiet NaN). Integer arithmetic on the bits, not
+ * `pack2x16float` or an f16 cast: WGSL lets those round either way and flush subnormals, and a KV cache
+ * must hold what the reference computes with.
+ */
+export const ROUND_HALF = /* wgsl */ `
+fn f16Bits(bits: u32) -> u32 {
+  let sign = (bits >> 16u) & 0x8000u;
+  let exponent = (bits >> 23u) & 0xffu;
+  let mantissa = bits & 0x7fffffu;
+  if (exponent == 0xffu) { return sign | 0x7c00u | select(0u, 0x200u, mantissa != 0u); }
+  let e = i32(exponent) - 112;
+  if (e >= 31) { return sign | 0x7c00u; }
+  if (e <= 0) {
+    // A subnormal f16 (or zero): the full significand shifted into the 10-bit field.
+    if (e < -10) { return sign; }
+    let significand = mantissa | 0x800000u;
+    let shift = u32(14 - e);
+    let kept = significand >> shift;
+    let rest = significand & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    return sign | (kept + select(0u, 1u, rest > half || (rest == half && (kept & 1u) == 1u)));
+  }
+  let kept = (u32(e) << 10u) | (mantissa >> 13u);
+  let rest = mantissa & 0x1fffu;
+  // A carry out of the mantissa bumps the exponent: the right result, up to Infinity.
+  return sign | (kept + select(0u, 1u, rest > 0x1000u || (rest == 0x1000u && (kept & 1u) == 1u)));
+}
+fn bf16Bits(bits: u32) -> u32 {
+  if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x7fffffu) != 0u) { return ((bits >> 16u) | 0x40u) & 0xffffu; }
+  return (bits + 0x7fffu + ((bits >> 16u) & 1u)) >> 16u;
+}`;
+
+/** Bytes per element of a storage dtype on the device. */
+export function elementBytes(dtype: StorageDtype): number {
+  return dtype === 'f32' ? 4 : 2;
+}
