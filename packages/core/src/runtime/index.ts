@@ -13,6 +13,7 @@ export * from './sampling.js';
 export * from './tokenizer.js';
 export * from './backends.js';
 export * from './session.js';
+export { RankError } from './rank-errors.js';
 export * from './pipeline.js';
 export type { WorkerStats } from './messages.js';
 export * from './runnable.js';

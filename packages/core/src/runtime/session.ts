@@ -9,8 +9,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
-import { RankFailedError, type Backend, type StorageDtype } from '../backend/index.js';
-import { ArgumentError, TpError, type TpErrorCode } from '../errors/index.js';
+import type { Backend, StorageDtype } from '../backend/index.js';
+import { ArgumentError, TpError } from '../errors/index.js';
 import { createConfigReader, type DecoderSpec, type EncoderSpec, type ModelGraph, type Seq2SeqSpec } from '../graph/index.js';
 import { planTensorParallel, type TPPlan } from '../plan/index.js';
 import { resolveBackend } from './backends.js';
@@ -20,7 +20,8 @@ import { greedyOrSample, samplingWarnings, type DecodeBatch, type GenerateOption
 import type { StepInput, StepResult } from './engine.js';
 import { analyzeRunnable } from './runnable.js';
 import { checkSourceLength, withPositionTable } from './source-limit.js';
-import type { FromWorker, ToWorker, WorkerData, WorkerError, WorkerStats } from './messages.js';
+import type { FromWorker, ToWorker, WorkerData, WorkerStats } from './messages.js';
+import { failWithCause, rankError } from './rank-errors.js';
 import { badWordRules, readGenerationConfig, type GenerationDefaults, type TokenRules } from './generation.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
@@ -217,7 +218,7 @@ export class InferenceSession {
               s.listen();
               resolve(s);
             }
-          } else if (m.type === 'error') failAll(rankError(m.rank, m.error));
+          } else if (m.type === 'error') failWithCause(m.rank, m.error, failAll);
         });
         worker.on('error', (e) => failAll(rankError(rank, { message: e.message })));
         worker.on('exit', (code) => failAll(rankError(rank, { message: `the worker exited with code ${code} while loading` })));
@@ -641,13 +642,7 @@ export class InferenceSession {
             this.idle();
             p.resolve({ ...(p.result ? { result: p.result } : {}), stats: p.stats });
           }
-        } else if (m.type === 'error') {
-          const error = rankError(m.rank, m.error);
-          // A rank that only stopped because another failed: give the failing rank's own report a
-          // moment to arrive, so the request fails with the real cause.
-          if (isSecondary(m.rank, m.error)) setTimeout(() => this.fail(error), 500);
-          else this.fail(error);
-        }
+        } else if (m.type === 'error') failWithCause(m.rank, m.error, (e) => this.fail(e));
       });
       worker.on('error', (e) => this.fail(rankError(rank, { message: e.message })));
       worker.on('exit', (code) => {
@@ -664,44 +659,6 @@ export class InferenceSession {
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
     for (const w of this.workers) void w.terminate();
-  }
-}
-
-/** With TP_DEBUG set, a rank's error carries its stack. */
-function debugMessage(e: WorkerError): string {
-  return process.env['TP_DEBUG'] && e.stack ? `${e.message}\n${e.stack}` : e.message;
-}
-
-/** A rank that stopped in a collective because another rank failed first. */
-function isSecondary(rank: number, e: WorkerError): boolean {
-  return e.code === 'rank-failed' && typeof e.fields?.['rank'] === 'number' && e.fields['rank'] !== rank;
-}
-
-/**
- * The error a request fails with, rebuilt from what the rank sent. A rank that stopped because another
- * failed, or that timed out waiting for another, names that other rank. An error of tp's own keeps its
- * code and fields (and says which rank raised it); anything else is a `rank-failed` naming the rank.
- */
-function rankError(rank: number, e: WorkerError): Error {
-  const message = debugMessage(e);
-  if (e.code === 'rank-failed' || e.code === 'timeout') {
-    const culprit = typeof e.fields?.['rank'] === 'number' && e.fields['rank'] >= 0 ? e.fields['rank'] : rank;
-    const op = typeof e.fields?.['op'] === 'string' ? e.fields['op'] : 'request';
-    return new RankFailedError(e.code, culprit, op, isSecondary(rank, e) ? message : `rank ${rank}: ${message}`);
-  }
-  if (e.code !== undefined) return new RankError(e.code as TpErrorCode, rank, `rank ${rank}: ${message}`, e.fields ?? {});
-  return new RankFailedError('rank-failed', rank, 'request', `rank ${rank}: ${message}`);
-}
-
-/** An error of tp's own raised inside a rank: its code and fields, and the rank. */
-export class RankError extends TpError {
-  readonly rank: number;
-
-  constructor(code: TpErrorCode, rank: number, message: string, fields: Record<string, unknown>) {
-    super(code, message);
-    Object.assign(this, fields);
-    this.name = 'RankError';
-    this.rank = rank;
   }
 }
 
