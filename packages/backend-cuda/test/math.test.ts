@@ -136,23 +136,28 @@ d('norms (norm_inverse, norm_apply)', () => {
   }
 });
 
+/** What both attention suites' cases say: the shape of one call, and how it is split over the keys. */
+interface AttentionShape {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  valueDim?: number;
+  batch: number;
+  rows: number;
+  start: number;
+  causal: boolean;
+  chunk: number;
+  alibi?: boolean;
+  softcap?: number;
+  /** Padded slots per sequence (left of a causal one, right of a bidirectional one). */
+  padding?: number[];
+}
+
 d('attention (attention_visible, attention_score, merge_weight: split over the keys, then merged)', () => {
-  interface Case {
-    heads: number;
-    kvHeads: number;
-    headDim: number;
-    valueDim?: number;
-    batch: number;
-    rows: number;
-    start: number;
-    causal: boolean;
-    chunk: number;
-    alibi?: boolean;
+  interface Case extends AttentionShape {
     alibiScaled?: boolean;
     window?: number;
-    softcap?: number;
     bias?: boolean;
-    padding?: number[];
   }
   const cases: Case[] = [
     { heads: 6, kvHeads: 2, headDim: 7, batch: 2, rows: 1, start: 40, causal: true, chunk: 16, padding: [0, 5] },
@@ -202,24 +207,12 @@ d('attention (attention_visible, attention_score, merge_weight: split over the k
 
 d('attention, interface version 3 (relative terms, per-sequence and masking bias, expectation scoring: relative_row, attention_bias_masks, expectation_weight, l2_inverse)', () => {
   type Layout = 'head' | 'shared';
-  interface Case {
-    heads: number;
-    kvHeads: number;
-    headDim: number;
-    valueDim?: number;
-    batch: number;
-    rows: number;
-    start: number;
-    causal: boolean;
-    chunk: number;
+  interface Case extends AttentionShape {
     bias?: 'shared' | 'sequence';
     /** Put ≤ -1e30 entries (-1e30, -3e38, -Infinity) in the bias, hiding every key of one query somewhere. */
     masking?: boolean;
     relative?: { positions: number; keys?: Layout; queries?: Layout; values?: Layout };
     bits?: number;
-    alibi?: boolean;
-    softcap?: number;
-    padding?: number[];
   }
   const cases: Case[] = [
     { heads: 4, kvHeads: 2, headDim: 6, batch: 2, rows: 3, start: 4, causal: true, chunk: 3, relative: { positions: 9, keys: 'head', queries: 'head', values: 'head' } },

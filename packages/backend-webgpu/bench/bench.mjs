@@ -21,16 +21,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { initInference } from '@tp/core';
-import { PRESETS, writeTinyModel } from '@tp/tiny-models';
+import { benchModel, median, optionReader } from './common.mjs';
 import { backend, listDevices } from '../dist/index.js';
 
 const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const [value] = args.splice(i, 2).slice(1);
-  return value;
-};
+const option = optionReader(args);
 const tpSizes = option('tp', '1,2').split(',').map(Number);
 const promptLength = Number(option('prompt', '16'));
 const newTokens = Number(option('new', '32'));
@@ -38,16 +33,11 @@ const runs = Number(option('runs', '3'));
 const collectives = Number(option('collectives', '200'));
 const out = option('out', undefined);
 const kvDtype = option('kv', 'f32');
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const say = (text) => console.error(`bench:webgpu: ${text}`);
 
 const temp = await mkdtemp(path.join(os.tmpdir(), 'tp-webgpu-bench-'));
 try {
-  let modelDir = args[0];
-  if (modelDir === undefined) {
-    modelDir = path.join(temp, 'demo-llama');
-    await writeTinyModel(modelDir, PRESETS['demo-llama'].options);
-  }
+  const modelDir = await benchModel(args[0], temp);
   const config = JSON.parse(await readFile(path.join(modelDir, 'config.json'), 'utf8'));
   const hidden = config.hidden_size ?? config.n_embd ?? 256;
   const device = (await listDevices())[0]?.adapter;

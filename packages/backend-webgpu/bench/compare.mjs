@@ -19,16 +19,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { initInference } from '@tp/core';
-import { PRESETS, writeTinyModel } from '@tp/tiny-models';
+import { benchModel, median, optionReader } from './common.mjs';
 
 const args = process.argv.slice(2);
 const variants = [];
-const option = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const [value] = args.splice(i, 2).slice(1);
-  return value;
-};
+const option = optionReader(args);
 for (let i = args.indexOf('--variant'); i >= 0; i = args.indexOf('--variant')) {
   const [spec] = args.splice(i, 2).slice(1);
   const [head, ...settings] = spec.split(':');
@@ -42,17 +37,12 @@ const newTokens = Number(option('new', '32'));
 const rounds = Number(option('rounds', '5'));
 const out = option('out', undefined);
 if (variants.length === 0) throw new Error('name at least one --variant NAME=DIST');
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const say = (text) => console.error(`bench:compare: ${text}`);
 const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 
 const temp = await mkdtemp(path.join(os.tmpdir(), 'tp-webgpu-compare-'));
 try {
-  let modelDir = args[0];
-  if (modelDir === undefined) {
-    modelDir = path.join(temp, 'demo-llama');
-    await writeTinyModel(modelDir, PRESETS['demo-llama'].options);
-  }
+  const modelDir = await benchModel(args[0], temp);
   const config = JSON.parse(await readFile(path.join(modelDir, 'config.json'), 'utf8'));
   for (const v of variants) {
     const url = v.dist === 'new' ? new URL('../dist/index.js', import.meta.url).href : pathToFileURL(path.resolve(v.dist)).href;

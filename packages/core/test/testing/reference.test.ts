@@ -10,27 +10,28 @@ const close = (got: ArrayLike<number>, want: number[], digits = 12) => {
   want.forEach((w, i) => expect(got[i]!).toBeCloseTo(w, digits));
 };
 
-describe('attention reference', () => {
-  // one head, headDim 2: q = [1, 0]; keys k0 = [1, 0], k1 = [0, 1]; values v0 = [1, 2], v1 = [3, 4]
-  const base = {
-    q: [1, 0],
-    kCache: [1, 0, 0, 1],
-    vCache: [1, 2, 3, 4],
-    slots: 2,
-    batch: 1,
-    rows: 1,
-    start: 0,
-    keys: 2,
-    keyMask: [1, 1],
-    heads: 1,
-    kvHeads: 1,
-    headDim: 2,
-    valueDim: 2,
-    scale: 1,
-    mask: 'bidirectional' as const,
-  };
-  const p1 = 0.2689414213699951; // 1 / (1 + e): the weight of the key scoring 0 against one scoring 1
+// one head, headDim 2: q = [1, 0]; keys k0 = [1, 0], k1 = [0, 1]; values v0 = [1, 2], v1 = [3, 4]
+const base = {
+  q: [1, 0],
+  kCache: [1, 0, 0, 1],
+  vCache: [1, 2, 3, 4],
+  slots: 2,
+  batch: 1,
+  rows: 1,
+  start: 0,
+  keys: 2,
+  keyMask: [1, 1],
+  heads: 1,
+  kvHeads: 1,
+  headDim: 2,
+  valueDim: 2,
+  scale: 1,
+  mask: 'bidirectional' as const,
+};
+/** 1 / (1 + e): the weight of the key scoring 0 against one scoring 1. */
+const p1 = 0.2689414213699951;
 
+describe('attention reference', () => {
   it('softmax over two keys', () => {
     close(ref.attention(base), [1 + 2 * p1, 2 + 2 * p1]);
   });
@@ -61,25 +62,7 @@ describe('attention reference', () => {
 });
 
 describe('attention reference: interface version 3 additions', () => {
-  // The same one-head case: q = [1, 0]; k0 = [1, 0], k1 = [0, 1]; v0 = [1, 2], v1 = [3, 4]; q·k = 1, 0.
-  const base = {
-    q: [1, 0],
-    kCache: [1, 0, 0, 1],
-    vCache: [1, 2, 3, 4],
-    slots: 2,
-    batch: 1,
-    rows: 1,
-    start: 0,
-    keys: 2,
-    keyMask: [1, 1],
-    heads: 1,
-    kvHeads: 1,
-    headDim: 2,
-    valueDim: 2,
-    scale: 1,
-    mask: 'bidirectional' as const,
-  };
-  const p1 = 0.2689414213699951; // 1 / (1 + e)
+  // The same one-head case as above: q·k = 1, 0.
   const index = [0, 1]; // key 0 reads table row 0, key 1 row 1
 
   it('relative keys term: q·keys[r] joins q·k before the scale', () => {
