@@ -67,7 +67,7 @@ export class Heap {
 
   release(at: number, bytes: number): void {
     if (this.arena !== undefined && at >= this.arena.at && at < this.arena.at + this.arena.size) return; // freed with the step
-    this.free.push({ at, size: align(Math.max(bytes, 4)) });
+    this.give({ at, size: align(Math.max(bytes, 4)) });
   }
 
   /** Run `fn` with its allocations long-lived even inside a step (a KV cache growing mid-step). */
@@ -88,10 +88,10 @@ export class Heap {
   endStep(): void {
     if (--this.stepDepth > 0) return;
     this.arenaUsed = 0;
-    for (const block of this.overflow.splice(0)) this.free.push(block);
+    for (const block of this.overflow.splice(0)) this.give(block);
     // Grow the arena to the step's high-water mark, so later steps allocate with a pointer bump.
     if (this.arena === undefined || this.arenaPeak > this.arena.size) {
-      if (this.arena !== undefined) this.free.push(this.arena);
+      if (this.arena !== undefined) this.give(this.arena);
       this.arena = { at: this.longLived(align(this.arenaPeak * 1.25)), size: align(this.arenaPeak * 1.25) };
     }
   }
@@ -113,6 +113,35 @@ export class Heap {
 
   /** Allocations a step made past the end of its arena: released with the step. */
   private readonly overflow: Array<{ at: number; size: number }> = [];
+
+  /**
+   * Return a block to the free list, merged with its free neighbours; free space at the top of the
+   * memory lowers the top instead. Without this, a step that overflowed its arena (the first step
+   * always does) left its blocks as fragments too small for the bigger arena that follows, and the
+   * memory grew by the step's whole peak a second time (2.25× the peak instead of 1.25×).
+   */
+  private give(block: { at: number; size: number }): void {
+    const free = this.free;
+    let i = free.findIndex((b) => b.at > block.at);
+    if (i < 0) i = free.length;
+    free.splice(i, 0, { ...block });
+    const next = free[i + 1];
+    if (next !== undefined && free[i]!.at + free[i]!.size === next.at) {
+      free[i]!.size += next.size;
+      free.splice(i + 1, 1);
+    }
+    const prev = free[i - 1];
+    if (prev !== undefined && prev.at + prev.size === free[i]!.at) {
+      prev.size += free[i]!.size;
+      free.splice(i, 1);
+      i--;
+    }
+    const last = free[free.length - 1];
+    if (last !== undefined && last.at + last.size === this.top) {
+      this.top = last.at;
+      free.pop();
+    }
+  }
 
   private longLived(size: number): number {
     const i = this.free.findIndex((b) => b.size >= size);

@@ -76,6 +76,34 @@ describe('heap', () => {
     expect(heap.floats(c, 1)).toBeDefined();
   });
 
+  it("a first step's overflow is reused by the arena that follows: the memory ends at 1.25× the step's peak, not 2.25×", () => {
+    const heap = new Heap();
+    const before = heap.byteLength;
+    const MiB = 2 ** 20;
+    heap.beginStep();
+    for (let i = 0; i < 64; i++) heap.alloc(4 * MiB); // 256 MiB in 64 overflow blocks (no arena yet)
+    heap.endStep();
+    const grown = heap.byteLength;
+    expect(grown).toBeGreaterThanOrEqual(1.25 * 256 * MiB);
+    // 1.25 × 256 MiB, plus at most the initial memory and the 16 MiB the memory grows ahead
+    expect(grown).toBeLessThanOrEqual(1.25 * 256 * MiB + before + 16 * MiB);
+    // the next step of the same size fits the arena: nothing grows
+    heap.beginStep();
+    for (let i = 0; i < 64; i++) heap.alloc(4 * MiB);
+    heap.endStep();
+    expect(heap.byteLength).toBe(grown);
+  });
+
+  it('freed neighbours merge, so a block as large as both is served from them', () => {
+    const heap = new Heap();
+    const a = heap.alloc(1024);
+    const b = heap.alloc(1024);
+    heap.alloc(64); // keeps a and b off the top
+    heap.release(b, 1024);
+    heap.release(a, 1024);
+    expect(heap.alloc(2048)).toBe(a);
+  });
+
   it('refuses to grow past what wasm32 can address, with the way out in the message', () => {
     const heap = new Heap();
     expect(() => heap.alloc(5 * 2 ** 30)).toThrow(/4 GiB.*larger --tp/);
