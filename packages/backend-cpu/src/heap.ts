@@ -20,6 +20,8 @@ export class Heap {
   private arenaUsed = 0;
   private arenaPeak = 0;
   private stepDepth = 0;
+  /** Where each open scope's allocations start: its arena position and its first overflow block. */
+  private readonly scopes: Array<{ used: number; overflow: number }> = [];
   private f32: Float32Array;
   private i32: Int32Array;
   private u16: Uint16Array;
@@ -82,10 +84,53 @@ export class Heap {
   }
 
   beginStep(): void {
+    // A step inside a step is a scope: remember where its allocations start.
+    if (this.stepDepth > 0) this.scopes.push({ used: this.arenaUsed, overflow: this.overflow.length });
     this.stepDepth++;
   }
 
+  /** Steps open now (1: a step; more: scopes inside it). */
+  get depth(): number {
+    return this.stepDepth;
+  }
+
+  /**
+   * End a scope (a step inside a step): everything it allocated is free again, except the block of
+   * `keep` (its address and size), which now belongs to the enclosing step. A kept block in the arena
+   * moves down to where the scope started, so the next scope reuses all the rest; the new address is
+   * returned. (A kept overflow block stays where it is, freed with the step.)
+   */
+  endScope(keep?: { at: number; bytes: number }): number | undefined {
+    const scope = this.scopes.pop();
+    if (scope === undefined || this.stepDepth < 2) throw new TpError('internal', 'endScope without an open scope');
+    this.stepDepth--;
+    const arena = this.arena;
+    const start = arena === undefined ? 0 : arena.at + scope.used;
+    const end = arena === undefined ? 0 : arena.at + Math.min(this.arenaUsed, arena.size);
+    const mine = this.overflow.splice(scope.overflow);
+    this.arenaUsed = scope.used;
+    let moved: number | undefined;
+    if (keep !== undefined && arena !== undefined && keep.at >= start && keep.at < end) {
+      if (keep.at !== start) new Uint8Array(this.memory.buffer).copyWithin(start, keep.at, keep.at + keep.bytes);
+      this.arenaUsed = scope.used + align(Math.max(keep.bytes, 4));
+      moved = start;
+    } else if (keep !== undefined) {
+      const i = mine.findIndex((b) => keep.at >= b.at && keep.at < b.at + b.size);
+      if (i >= 0) {
+        const [block] = mine.splice(i, 1);
+        this.overflow.push(block!);
+        this.arenaUsed = scope.used + block!.size;
+      }
+    }
+    for (const block of mine) this.give(block);
+    return moved;
+  }
+
   endStep(): void {
+    if (this.stepDepth > 1) {
+      this.endScope();
+      return;
+    }
     if (--this.stepDepth > 0) return;
     this.arenaUsed = 0;
     for (const block of this.overflow.splice(0)) this.give(block);

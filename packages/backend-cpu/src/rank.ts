@@ -79,7 +79,16 @@ export class CpuRank implements Rank {
     this.heap.beginStep();
   }
 
-  async endStep(): Promise<void> {
+  async endStep(keep?: DeviceTensor): Promise<void> {
+    if (this.heap.depth === 0) fail('endStep', 'no step is open');
+    if (keep !== undefined && this.heap.depth === 1) fail('endStep', 'keep has no enclosing step to go to (it is the outermost step); end a nested step with keep, or end this one without');
+    if (this.heap.depth > 1) {
+      if (keep !== undefined && !(keep instanceof CpuTensor)) fail('endStep', 'keep is not a tensor of this backend');
+      const kept = keep as CpuTensor | undefined;
+      const moved = this.heap.endScope(kept && { at: kept.offset, bytes: kept.byteLength });
+      if (kept !== undefined && moved !== undefined) kept.offset = moved;
+      return;
+    }
     // Kernels ran synchronously: the device is done with the step as soon as it ends.
     this.heap.endStep();
   }

@@ -8,7 +8,8 @@ export class CpuTensor implements DeviceTensor {
 
   constructor(
     readonly heap: Heap,
-    readonly offset: number,
+    /** Where the elements are; a scope's endStep moves the tensor it keeps (to reuse the rest). */
+    public offset: number,
     readonly shape: readonly number[],
     readonly dtype: DeviceDtype = 'f32',
   ) {

@@ -95,6 +95,39 @@ describe("a step's cost follows the tokens so far, never the requested maximum",
   });
 });
 
+describe('a forward pass holds one layer of activations at a time (a nested step per layer)', () => {
+  // The memory a rank grows by in its first forward: activations (and the arena sized after them). It
+  // grows in steps of up to 16 MiB, so the inputs are large enough for a layer to need more.
+  const workspace = async (session: InferenceSession, forward: () => Promise<unknown>) => {
+    const before = (await session.stats())[0]!.deviceBytes;
+    await forward();
+    return (await session.stats())[0]!.deviceBytes - before;
+  };
+  const ids = (rows: number, batch: number) => Array.from({ length: batch }, (_, b) => Array.from({ length: rows }, (_, t) => 5 + ((b * 31 + t * 7) % 250)));
+
+  it('8 llama prompts of 256 tokens: 8 layers need about what 1 layer needs, not 8 times as much', async () => {
+    const sizes: number[] = [];
+    for (const layers of [1, 8]) {
+      const model = await tiny(`scopes-llama-${layers}`, { ...base, layers, intermediate: 512, maxPositions: 512, dtype: 'f32' });
+      sizes.push(await withSession(model.dir, {}, (s) => workspace(s, () => s.logits(ids(256, 8)))));
+    }
+    const [one, eight] = sizes as [number, number];
+    expect(one).toBeGreaterThan(16 * 2 ** 20);
+    expect(eight).toBeLessThan(1.5 * one);
+  });
+
+  it('a BERT batch of 8 × 128 tokens: 8 layers need about what 1 layer needs', async () => {
+    const sizes: number[] = [];
+    for (const layers of [1, 8]) {
+      const model = await tiny(`scopes-bert-${layers}`, { family: 'bert', hidden: 64, layers, heads: 4, intermediate: 512, vocab: 300, maxPositions: 256, seed: 4, dtype: 'f32' });
+      sizes.push(await withSession(model.dir, {}, (s) => workspace(s, () => s.encoderOutputs(ids(128, 8), { hidden: true }))));
+    }
+    const [one, eight] = sizes as [number, number];
+    expect(one).toBeGreaterThan(16 * 2 ** 20);
+    expect(eight).toBeLessThan(1.5 * one);
+  });
+});
+
 describe('policies that replicate experts', () => {
   test.skipIf(!hasGolden)(`Mixtral with every expert replicated: TP=2 equals TP=1 (a complete expert output is never all-reduced)${needsGolden}`, async () => {
     const dir = goldenDir('mixtral');

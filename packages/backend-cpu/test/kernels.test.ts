@@ -94,6 +94,45 @@ describe('heap', () => {
     expect(heap.byteLength).toBe(grown);
   });
 
+  it('a scope (a step inside a step) rewinds to where it started, moving the block it keeps there with its contents', () => {
+    const heap = new Heap();
+    heap.beginStep();
+    heap.alloc(1 << 20); // the first step sizes the arena
+    heap.endStep();
+    heap.beginStep();
+    const outer = heap.alloc(256);
+    heap.beginStep();
+    const start = heap.alloc(1000);
+    heap.alloc(4096);
+    const kept = heap.alloc(512);
+    heap.floats(kept, 128).set(Float32Array.from({ length: 128 }, (_, i) => i + 0.5));
+    const moved = heap.endScope({ at: kept, bytes: 512 });
+    expect(moved).toBe(start);
+    expect(Array.from(heap.floats(moved!, 128))).toEqual(Array.from({ length: 128 }, (_, i) => i + 0.5));
+    // the next allocation follows the kept block: the scope's other 5 KiB are free again
+    expect(heap.alloc(64)).toBe(start + 512);
+    expect(outer).toBeLessThan(start);
+    heap.endStep();
+  });
+
+  it("scopes that overflow the arena give their blocks back, so later scopes reuse them and the memory stops growing", () => {
+    const heap = new Heap();
+    const MiB = 2 ** 20;
+    heap.beginStep();
+    const scope = () => {
+      heap.beginStep();
+      heap.alloc(8 * MiB);
+      const out = heap.alloc(64);
+      heap.endScope({ at: out, bytes: 64 });
+    };
+    scope();
+    scope();
+    const after2 = heap.byteLength;
+    for (let i = 0; i < 20; i++) scope();
+    expect(heap.byteLength).toBe(after2);
+    heap.endStep();
+  });
+
   it('freed neighbours merge, so a block as large as both is served from them', () => {
     const heap = new Heap();
     const a = heap.alloc(1024);

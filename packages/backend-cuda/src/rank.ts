@@ -135,7 +135,11 @@ export interface CudaRankOptions {
 export class CudaRank implements Rank, RankDevice {
   readonly backend = 'cuda';
   collective!: CudaCollective;
-  private stepTensors: CudaTensor[] | undefined;
+  /**
+   * The open steps, outermost first: each holds the tensors made since its beginStep (a kept one
+   * moves to the step below). Empty outside a step.
+   */
+  private scopes: CudaTensor[][] = [];
   private liveBytes = 0;
   private caches = new Set<CudaKvCache>();
   private disposed = false;
@@ -189,10 +193,10 @@ export class CudaRank implements Rank, RankDevice {
     const n = shape.reduce((a, b) => a * b, 1);
     const bytes = n * DEVICE_DTYPE_BYTES[dtype];
     const ptr = this.call(() => this.ctx.alloc(Math.max(bytes, 4)));
-    const step = this.stepTensors !== undefined;
-    const t = new CudaTensor([...shape], dtype, ptr, bytes, step);
+    const scope = this.scopes.at(-1);
+    const t = new CudaTensor([...shape], dtype, ptr, bytes, scope !== undefined);
     this.liveBytes += bytes;
-    this.stepTensors?.push(t);
+    scope?.push(t);
     return t;
   }
 
@@ -267,15 +271,39 @@ export class CudaRank implements Rank, RankDevice {
 
   // ───────────────────────────── steps and data ─────────────────────────────
 
+  /** Opens a step, or inside an open step a scope (one layer of a forward pass: see endStep). */
   beginStep(): void {
     this.checkAlive();
-    this.stepTensors = [];
+    this.scopes.push([]);
   }
 
-  async endStep(): Promise<void> {
-    const tensors = this.stepTensors ?? [];
-    this.stepTensors = undefined;
+  /**
+   * Ending a scope frees its tensors with cuMemFreeAsync on this rank's stream, and returns at once:
+   * kernels already enqueued still read them, and the pool hands their memory to later allocations,
+   * whose kernels run after on the same stream — so successive scopes reuse one scope's memory without
+   * a host wait. (A collective's peers are done reading too: DeviceCollective makes this stream wait
+   * on their events before it returns, and NCCL runs on this stream.) `keep` moves to the enclosing
+   * step. The outermost step frees the same way, then waits for the stream.
+   */
+  async endStep(keep?: DeviceTensor): Promise<void> {
+    const kept = keep as CudaTensor | undefined;
+    // Checked before anything changes: a refused call leaves the step open.
+    if (kept !== undefined && this.scopes.length < 2) {
+      fail('endStep', `cannot keep a tensor ${this.scopes.length === 0 ? 'when no step is open' : 'from the outermost step: nothing encloses it'}; call endStep() without a tensor, or keep it from a step nested in this one`);
+    }
+    if (kept?.freed) fail('endStep', `the tensor to keep (${kept.dtype} ${shapeText(kept.shape)}) was freed already`);
+    const tensors = this.scopes.pop() ?? [];
+    if (kept !== undefined) {
+      // Made in this scope: it now belongs to the enclosing step. Made earlier (an enclosing step's,
+      // or a weight): it is not in this scope's list, so ending the scope leaves it alone anyway.
+      const at = tensors.lastIndexOf(kept);
+      if (at >= 0) {
+        tensors.splice(at, 1);
+        this.scopes.at(-1)!.push(kept);
+      }
+    }
     for (const t of tensors) if (!t.freed) this.free(t);
+    if (this.scopes.length > 0) return;
     await this.wait(this.call(() => this.ctx.notify()), 'endStep');
   }
 

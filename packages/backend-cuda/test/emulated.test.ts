@@ -9,7 +9,7 @@
 import { hostTensor, type AttentionSpec, type AttentionStep } from '@tp/core';
 import { conformanceCases, reference as ref } from '@tp/core/testing';
 import { describe, expect, it } from 'vitest';
-import type { CudaRank } from '../src/rank.js';
+import type { CudaRank, CudaTensor } from '../src/rank.js';
 import { addon, addonMissing, expectClose, random, uniform } from './helpers.js';
 // @ts-expect-error: a plain ES module fixture
 import { emulatedBackend } from './fixtures/emulated-backend.mjs';
@@ -282,4 +282,67 @@ describe.skipIf(addon === undefined)('conformance collectives through NcclCollec
   const backend = emulatedBackend({ collective: 'nccl' }) as Backend;
   const cases = addon === undefined ? [] : conformanceCases(backend).filter((c) => c.name.startsWith('collectives'));
   for (const c of cases) it(c.name, c.run, 120_000);
+});
+
+describe.skipIf(addon === undefined)('nested steps through CudaRank (interface 4): what the conformance cases do not see', () => {
+  /** Counts the rank's stream waits (ctx.notify: what the outermost endStep waits on). */
+  function countWaits(rank: CudaRank): { readonly count: number } {
+    const ctx = rank.ctx as unknown as { notify: () => Promise<void> };
+    const notify = ctx.notify.bind(ctx);
+    const counter = { count: 0 };
+    ctx.notify = () => {
+      counter.count++;
+      return notify();
+    };
+    return counter;
+  }
+
+  it('a scope ends without waiting for the stream, frees its own tensors but not the kept one nor the enclosing step\'s; the outermost step frees the rest and waits', async () => {
+    await withRank({}, async (rank) => {
+      const waits = countWaits(rank);
+      const x = Float32Array.from([1, -2, 3, -4]);
+      rank.beginStep();
+      const outer = rank.upload(hostTensor(x)) as CudaTensor;
+      rank.beginStep();
+      const temp = rank.upload(hostTensor(x)) as CudaTensor;
+      const kept = rank.scale(temp, 2) as CudaTensor;
+      const liveBefore = rank.memoryBytes();
+      await rank.endStep(kept);
+      expect(waits.count, 'stream waits when a scope ends').toBe(0);
+      expect([temp.freed, kept.freed, outer.freed]).toEqual([true, false, false]);
+      expect(rank.memoryBytes()).toBe(liveBefore - temp.bytes);
+      // keeping a tensor the scope did not make (the enclosing step's) leaves it with its owner
+      rank.beginStep();
+      const other = rank.add(kept, outer) as CudaTensor;
+      await rank.endStep(outer);
+      expect([other.freed, outer.freed]).toEqual([true, false]);
+      expect(Array.from(await rank.download(kept))).toEqual([2, -4, 6, -8]);
+      await rank.endStep();
+      expect(waits.count, 'stream waits when the outermost step ends').toBe(1);
+      expect([kept.freed, outer.freed]).toEqual([true, true]);
+    });
+  });
+
+  it('endStep(keep) is refused, naming endStep, with no enclosing step or a freed tensor, and the step stays open', async () => {
+    await withRank({}, async (rank) => {
+      const waits = countWaits(rank);
+      const made = rank.upload(hostTensor(Float32Array.from([1, 2])));
+      await expect(rank.endStep(made)).rejects.toThrow(/endStep: cannot keep a tensor when no step is open/);
+      rank.beginStep();
+      const t = rank.upload(hostTensor(Float32Array.from([3, 4]))) as CudaTensor;
+      await expect(rank.endStep(t)).rejects.toThrow(/endStep: cannot keep a tensor from the outermost step: nothing encloses it/);
+      expect(t.freed, 'refused before anything happened').toBe(false);
+      rank.beginStep();
+      const gone = rank.scale(t, 3);
+      rank.free(gone);
+      await expect(rank.endStep(gone)).rejects.toThrow(/endStep: the tensor to keep \(f32 \[2\]\) was freed already/);
+      expect(waits.count).toBe(0);
+      // still two steps open: the scope ends, then the outermost step, which frees t
+      await rank.endStep();
+      expect(t.freed).toBe(false);
+      await rank.endStep();
+      expect([t.freed, waits.count]).toEqual([true, 1]);
+      rank.free(made);
+    });
+  });
 });

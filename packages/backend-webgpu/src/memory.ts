@@ -6,8 +6,18 @@
  *
  * Reuse is safe without waiting for the GPU because everything that touches a buffer is ordered on the
  * one queue: kernels are recorded in order, and `upload` submits recorded work before it writes (see
- * WebGpuRank.upload). Destroying is not: a destroyed buffer must not appear in unsubmitted work, so
- * destruction waits for the next point where the rank knows the queue is drained.
+ * WebGpuRank.write). So a buffer released while recorded or submitted work still reads it (a nested
+ * step's end, `free` in the middle of a step) goes back to the pool at once, and the next tensor to take
+ * it is written only after those reads. Nothing else ties a buffer to the GPU's progress: tensor
+ * buffers are never mapped (readbacks copy into the recorder's own staging buffers), bind groups are
+ * made per dispatch and never cached, and kernel parameters live in the recorder's uniform buffer, not
+ * in tensors.
+ *
+ * Destroying is not safe before the queue drains: a destroyed buffer must not appear in unsubmitted
+ * work, so freed exact-size buffers (and the pool's trimmings) are destroyed only at the next point where
+ * the rank knows the queue is drained (the outermost step's end). Until then a freed exact-size buffer
+ * may be taken again by a tensor of the same size, as a pooled one is, so that scopes of one step that
+ * free a large temporary each do not hold one each.
  */
 import { TpError } from '@tp/core';
 import { BufferUsage } from './constants.js';
@@ -35,9 +45,11 @@ export function sizeClass(bytes: number): number {
 
 export class Memory {
   private readonly free = new Map<number, GPUBuffer[]>();
+  /** Freed exact-size buffers, destroyed when the queue drains (or taken again before). */
   private doomed: GPUBuffer[] = [];
   private liveBytes = 0;
   private pooledBytes = 0;
+  private doomedBytes = 0;
 
   constructor(
     private readonly device: GPUDevice,
@@ -64,6 +76,14 @@ export class Memory {
         this.liveBytes += cls;
         return { buffer: reused, sizeClass: cls };
       }
+    } else {
+      const at = this.doomed.findIndex((b) => b.size === size);
+      if (at >= 0) {
+        const [reused] = this.doomed.splice(at, 1);
+        this.doomedBytes -= size;
+        this.liveBytes += size;
+        return { buffer: reused!, sizeClass: undefined };
+      }
     }
     const buffer = this.create(cls ?? size, what);
     this.liveBytes += buffer.size;
@@ -74,6 +94,7 @@ export class Memory {
     this.liveBytes -= block.buffer.size;
     if (block.sizeClass === undefined) {
       this.doomed.push(block.buffer);
+      this.doomedBytes += block.buffer.size;
       return;
     }
     let list = this.free.get(block.sizeClass);
@@ -93,6 +114,7 @@ export class Memory {
   private trim(): void {
     for (const b of this.doomed) b.destroy();
     this.doomed = [];
+    this.doomedBytes = 0;
     if (this.pooledBytes <= POOL_SLACK) return;
     // Largest classes first: they free the most for the fewest buffers.
     for (const cls of [...this.free.keys()].sort((a, b) => b - a)) {
@@ -104,9 +126,9 @@ export class Memory {
     }
   }
 
-  /** Bytes held: live tensors plus the pool. */
+  /** Bytes held: live tensors, the pool, and freed exact-size buffers not yet destroyed. */
   get bytes(): number {
-    return this.liveBytes + this.pooledBytes;
+    return this.liveBytes + this.pooledBytes + this.doomedBytes;
   }
 
   /** Destroy everything (the rank is being disposed and the queue is drained). */
@@ -120,7 +142,7 @@ export class Memory {
     this.free.clear();
     for (const b of this.doomed) b.destroy();
     this.doomed = [];
-    this.liveBytes = this.pooledBytes = 0;
+    this.liveBytes = this.pooledBytes = this.doomedBytes = 0;
   }
 
   private create(size: number, what: string): GPUBuffer {

@@ -1,7 +1,8 @@
 /**
  * A WebGPU rank: one GPUDevice, its tensors, its kernels. Each method checks its arguments on the host
  * (shapes, dtypes) and records one or more dispatches; nothing waits for the GPU except `download`, the
- * collectives, `endStep` and `dispose`. No Node-only import: the device is opened by the caller.
+ * collectives, the outermost `endStep` and `dispose` (a nested step's end releases its buffers to the
+ * pool at once: see endScope). No Node-only import: the device is opened by the caller.
  */
 import {
   TpError,
@@ -132,8 +133,11 @@ export class WebGpuRank implements Rank, Staging {
   /** Test hook (backendOptions.attentionSplitKeys): split attention's keys into pieces of this many. */
   private readonly attentionSplitKeys: number | undefined;
   private readonly live = new Set<GpuTensor>();
-  private stepTensors: GpuTensor[] = [];
-  private stepDepth = 0;
+  /**
+   * The open steps, outermost first, each with the tensors made while it was the innermost: a nested
+   * step (a scope) releases its own when it ends, except the one it keeps, which moves to the scope below.
+   */
+  private scopes: GpuTensor[][] = [];
   private readonly caches = new Set<GpuKvCache>();
   private readonly constants = new Map<string, GpuTensor>();
   private deviceError: string | undefined;
@@ -196,9 +200,9 @@ export class WebGpuRank implements Rank, Staging {
   private tensor(shape: readonly number[], dtype: DeviceDtype = 'f32', longLived = false): GpuTensor {
     const numel = shape.reduce((a, b) => a * b, 1);
     const bytes = numel * (dtype === 'f16' || dtype === 'bf16' ? 2 : 4);
-    const temporary = this.stepDepth > 0 && !longLived;
-    const t = new GpuTensor(shape, dtype, [this.memory.alloc(bytes, `${dtype} [${shape.join(', ')}]`)], temporary);
-    if (temporary) this.stepTensors.push(t);
+    const scope = longLived ? undefined : this.scopes[this.scopes.length - 1];
+    const t = new GpuTensor(shape, dtype, [this.memory.alloc(bytes, `${dtype} [${shape.join(', ')}]`)], scope !== undefined);
+    if (scope !== undefined) scope.push(t);
     else this.live.add(t);
     return t;
   }
@@ -206,19 +210,26 @@ export class WebGpuRank implements Rank, Staging {
   private use(t: DeviceTensor | undefined, op: string): GpuTensor {
     const x = t as GpuTensor;
     if (!(x instanceof GpuTensor)) fail(op, 'an argument is not a tensor of this backend');
-    if (x.released) fail(op, `a ${x.dtype} ${shapeText(x)} tensor was used after it was freed (or after its step ended)`);
+    if (x.released) fail(op, `a ${x.dtype} ${shapeText(x)} tensor was used after it was freed (or after the step or scope that made it ended)`);
     return x;
   }
 
   beginStep(): void {
-    this.stepDepth++;
+    this.scopes.push([]);
   }
 
-  async endStep(): Promise<void> {
-    if (this.stepDepth === 0) fail('endStep', 'no step is open');
-    if (--this.stepDepth > 0) return;
-    const tensors = this.stepTensors;
-    this.stepTensors = [];
+  async endStep(keep?: DeviceTensor): Promise<void> {
+    // Both refusals come before anything changes: the step stays open.
+    if (this.scopes.length === 0) fail('endStep', 'no step is open');
+    if (keep !== undefined && this.scopes.length === 1) {
+      throw new TpError('invalid-argument', 'endStep(keep): the outermost step has no enclosing step to keep a tensor for; download what you need, then call endStep() without a tensor');
+    }
+    const kept = keep === undefined ? undefined : this.use(keep, 'endStep');
+    const tensors = this.scopes.pop()!;
+    if (this.scopes.length > 0) {
+      this.endScope(tensors, kept);
+      return;
+    }
     if (++this.steps === this.loseDeviceAfterSteps) this.device.destroy();
     // Another rank failed: this thread is about to be terminated, so wait for nothing (the buffers
     // stay allocated until dispose, as the GPU may still use them).
@@ -230,6 +241,21 @@ export class WebGpuRank implements Rank, Staging {
       // The device has finished the step: its buffers go back to the pool.
       for (const t of tensors) this.release(t);
       if (!this.recorder.pending) this.memory.drained();
+    }
+  }
+
+  /**
+   * A nested step ends: its tensors go back to the pool at once, without waiting for the device.
+   * Work already recorded that reads them runs before anything recorded later that reuses their
+   * buffers, because one queue runs everything in order (memory.ts says why each kind of reuse is
+   * safe). The kept tensor, if this scope made it, now belongs to the enclosing step, untouched; one
+   * made outside this scope already outlives it.
+   */
+  private endScope(tensors: readonly GpuTensor[], kept: GpuTensor | undefined): void {
+    const enclosing = this.scopes[this.scopes.length - 1]!;
+    for (const t of tensors) {
+      if (t === kept) enclosing.push(t);
+      else this.release(t);
     }
   }
 
@@ -948,9 +974,9 @@ export class WebGpuRank implements Rank, Staging {
     }
     for (const c of this.caches) this.freeKvCache(c);
     this.caches.clear();
-    this.memory.destroyAll([this.dummy, ...[...this.live, ...this.stepTensors].flatMap((t) => t.blocks.map((b) => b.buffer))]);
+    this.memory.destroyAll([this.dummy, ...[...this.live, ...this.scopes.flat()].flatMap((t) => t.blocks.map((b) => b.buffer))]);
     this.live.clear();
-    this.stepTensors = [];
+    this.scopes = [];
     this.constants.clear();
     this.guard.call(
       'dispose',

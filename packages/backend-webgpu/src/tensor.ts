@@ -11,7 +11,7 @@ export interface Part {
 
 export class GpuTensor implements DeviceTensor {
   readonly numel: number;
-  /** Set when freed (or released with its step): using it afterwards is a bug the rank reports. */
+  /** Set when freed (or released with its step or scope): using it afterwards is a bug the rank reports. */
   released = false;
   /**
    * The values of a small i32 tensor uploaded from the host (ids, orders), kept so that checks the
@@ -27,7 +27,7 @@ export class GpuTensor implements DeviceTensor {
      * rows each (the last may hold fewer).
      */
     readonly blocks: readonly Block[],
-    /** Made inside a step: released with it. */
+    /** Made inside a step: released when that step (a scope) ends, or if kept, when the enclosing one does. */
     readonly temporary: boolean,
     readonly partRows: number = Infinity,
   ) {

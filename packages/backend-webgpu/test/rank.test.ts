@@ -127,6 +127,80 @@ describe(`WebGPU rank${adapterSkip}`, () => {
   });
 });
 
+describe(`WebGPU nested steps (scopes)${adapterSkip}`, () => {
+  const tensorBuffer = (t: unknown) => (t as { buffer: GPUBuffer }).buffer;
+
+  run('a scope releases its tensors at once but the kept one: the others fail when used, the kept one keeps its contents', async () => {
+    const rank = await newRank();
+    try {
+      rank.beginStep();
+      rank.beginStep();
+      const a = rank.upload(hostTensor(Float32Array.from([1, 2, 3, 4]), [4]));
+      const kept = rank.scale(a, 3);
+      const dropped = rank.scale(a, 5);
+      const submitsBefore = rank.stats().submits;
+      await rank.endStep(kept);
+      // Ending a scope waits for nothing and submits nothing.
+      expect(rank.stats().submits).toBe(submitsBefore);
+      expect(() => rank.scale(a, 2)).toThrow(/scale: a f32 \[4\] tensor was used after it was freed \(or after the step or scope that made it ended\)/);
+      expect(() => rank.add(kept, dropped)).toThrow(/add: .*used after it was freed/);
+      // The next scope takes the released buffers (before the device has run the first scope's work)
+      // and overwrites them; the kept tensor is not among them.
+      rank.beginStep();
+      const b = rank.upload(hostTensor(Float32Array.from([9, 9, 9, 9]), [4]));
+      const c = rank.scale(b, 2);
+      const reused = new Set([tensorBuffer(b), tensorBuffer(c)]);
+      expect(reused.has(tensorBuffer(a)) || reused.has(tensorBuffer(dropped))).toBe(true);
+      expect(reused.has(tensorBuffer(kept))).toBe(false);
+      await rank.endStep();
+      expect(Array.from(await rank.download(kept))).toEqual([3, 6, 9, 12]);
+      await rank.endStep();
+      expect(() => rank.scale(kept, 2)).toThrow(/used after it was freed/);
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('a kept tensor passes through several scopes; one made by the enclosing step may be kept too', async () => {
+    const rank = await newRank();
+    try {
+      rank.beginStep();
+      const outer = rank.upload(hostTensor(Float32Array.from([1, -1]), [2]));
+      rank.beginStep();
+      rank.beginStep();
+      const inner = rank.scale(outer, 2);
+      await rank.endStep(inner); // now the middle scope's
+      await rank.endStep(inner); // now the outer step's
+      rank.beginStep();
+      await rank.endStep(outer); // made outside the scope: it simply outlives it
+      expect(Array.from(await rank.download(rank.add(inner, outer)))).toEqual([3, -3]);
+      await rank.endStep();
+    } finally {
+      await rank.dispose();
+    }
+  });
+
+  run('endStep(keep) on the outermost step is refused naming endStep, and the step stays open; a released keep is refused', async () => {
+    const rank = await newRank();
+    try {
+      rank.beginStep();
+      const t = rank.upload(hostTensor(new Float32Array(4), [4]));
+      await expect(rank.endStep(t)).rejects.toThrow(/endStep\(keep\): the outermost step has no enclosing step/);
+      expect(Array.from(await rank.download(t))).toEqual([0, 0, 0, 0]); // still open: t is alive
+      rank.beginStep();
+      const u = rank.scale(t, 2);
+      await rank.endStep();
+      rank.beginStep();
+      await expect(rank.endStep(u)).rejects.toThrow(/endStep: a f32 \[4\] tensor was used after it was freed/);
+      await rank.endStep(); // the refused scope is still open
+      await rank.endStep();
+      await expect(rank.endStep()).rejects.toThrow(/endStep: no step is open/);
+    } finally {
+      await rank.dispose();
+    }
+  });
+});
+
 describe(`WebGPU weights larger than one storage binding${adapterSkip}`, () => {
   // backendOptions.maxBindingBytes makes the binding limit 1 KiB, so these small weights are split
   // into blocks of rows exactly as a large embedding table is on a real adapter.

@@ -7,7 +7,13 @@
  * buffer (WebGPU) or launch them on a stream (CUDA). Only collectives, `download` and the end of a
  * step return promises, so nothing in the interface forces a host round trip per kernel.
  *
- * Version 3 (this file) adds to version 2 what attention variants need: relative-position terms
+ * Version 4 (this file) adds to version 3 nested steps: a step opened inside a step is a scope (one
+ * layer of a forward pass) whose temporaries are released when it ends, except the one tensor it
+ * hands to the enclosing step (`endStep(keep)`). A forward pass then holds one layer's activations at
+ * a time instead of every layer's. A version-3 backend would hold or lose them wrongly, so core
+ * refuses it.
+ *
+ * Version 3 adds to version 2 what attention variants need: relative-position terms
  * (`AttentionSpec.relative` with `AttentionStep.relativeIndex`: NEZHA, DeBERTa), a per-sequence
  * additive bias (`AttentionStep.bias` [batch, heads, rows, keys]: Reformer's LSH buckets) and
  * YOSO's expectation scoring (`AttentionSpec.scoring`). A backend of version 2 would ignore them
@@ -30,7 +36,7 @@
  *
  * Weights are stored [out, in] (as nn.Linear does); activations are row-major [rows, features].
  */
-export const BACKEND_INTERFACE_VERSION = 3 as const;
+export const BACKEND_INTERFACE_VERSION = 4 as const;
 
 /** Storage dtypes of weights (and of the KV cache). Compute is f32 whatever the storage. */
 export type StorageDtype = 'f32' | 'f16' | 'bf16';
@@ -266,9 +272,17 @@ export interface Rank {
    * Tensors made between beginStep and endStep (one forward pass) are released together when the
    * promise of endStep resolves: after the device has finished the step's queued work. Tensors made
    * outside a step (weights, KV caches, rotary tables) live until freed.
+   *
+   * Steps nest. A beginStep inside an open step opens a scope; its endStep releases every tensor made
+   * since that beginStep at once — in device order: work already enqueued still reads them, and later
+   * work may reuse their memory — except `keep`, which from then on belongs to the enclosing step
+   * (the same handle, the same contents). Successive scopes must reuse each other's memory, so a
+   * forward pass run one scope per layer holds one layer's temporaries at a time. Ending a scope need
+   * not wait for the device. `keep` on the outermost endStep is refused (nothing encloses it), and the
+   * step stays open.
    */
   beginStep(): void;
-  endStep(): Promise<void>;
+  endStep(keep?: DeviceTensor): Promise<void>;
   /** Device memory this rank holds, in bytes (for reports). */
   memoryBytes(): number;
 

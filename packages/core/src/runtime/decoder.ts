@@ -9,7 +9,7 @@ import { hostTensor, type AttentionStep, type DeviceTensor, type KvCache, type R
 import { TpError } from '../errors/index.js';
 import type { DecoderSpec, ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
-import { withinStep, type Engine, type StepInput, type StepResult } from './engine.js';
+import { inLayerStep, withinStep, type Engine, type StepInput, type StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import { embedTokens } from './embeddings.js';
 import { linear, type LinearWeight } from './linear.js';
@@ -122,7 +122,8 @@ export class DecoderEngine implements Engine {
 
     const attention = { positions: step.positions, length: step.start + step.rows, step: step.attention };
     for (const layer of this.layers) {
-      h = await runLayer(ops, spec, { norms: layer.refs.norms, attention: (x) => ops.selfAttention(layer.self, x, attention, layer.cache!), mlp: (x) => ops.mlp(layer.refs, x) }, h);
+      const x = h;
+      h = await inLayerStep(rank, () => runLayer(ops, spec, { norms: layer.refs.norms, attention: (y) => ops.selfAttention(layer.self, y, attention, layer.cache!), mlp: (y) => ops.mlp(layer.refs, y) }, x));
     }
 
     if (input.logits === 'none') return undefined;

@@ -12,7 +12,7 @@ import type { EncoderSpec, ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
 import { lmHead, rankZeroOutput } from './decoder.js';
 import { EncoderAttention } from './encoder-attention.js';
-import type { Engine, StepInput, StepResult } from './engine.js';
+import { inLayerStep, type Engine, type StepInput, type StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import { embed, linear } from './linear.js';
 import type { LoadedShard } from './load.js';
@@ -104,7 +104,8 @@ export class EncoderEngine implements Engine {
     };
     for (const index of this.schedule) {
       const layer = this.stored[index]!;
-      h = await runLayer(ops, spec, { norms: layer.refs.norms, attention: (x) => ops.selfAttention(layer.self, x, attention, cache), mlp: (x) => ops.mlp(layer.refs, x) }, h);
+      const x = h;
+      h = await inLayerStep(rank, () => runLayer(ops, spec, { norms: layer.refs.norms, attention: (y) => ops.selfAttention(layer.self, y, attention, cache), mlp: (y) => ops.mlp(layer.refs, y) }, x));
     }
     const finalNorm = this.stack.own.slots.get('final_norm') ?? top.slots.get('final_norm');
     if (finalNorm) h = ops.norm(h, finalNorm);

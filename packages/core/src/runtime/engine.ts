@@ -2,7 +2,7 @@
  * What a rank runs, whatever the model kind: the step the coordinator sends, what rank 0 returns,
  * and the engine interface the worker drives. The graph's kind chooses the engine.
  */
-import type { Rank } from '../backend/index.js';
+import type { DeviceTensor, Rank } from '../backend/index.js';
 import type { ModelGraph } from '../graph/index.js';
 import { UnsupportedModelError } from '../errors/index.js';
 
@@ -88,6 +88,25 @@ export function engineGap(graph: ModelGraph): string | undefined {
 export function refuseGap(graph: ModelGraph): void {
   const gap = engineGap(graph);
   if (gap !== undefined) throw new UnsupportedModelError({ modelType: graph.modelType, reason: gap, hint: 'tp plan still works for it' });
+}
+
+/**
+ * One layer of a forward pass in a step of its own inside the forward's (interface 4's nested steps):
+ * its temporaries are released when it ends, and the tensor it returns goes on to the enclosing step.
+ * A forward pass then holds one layer's activations at a time, not every layer's. Anything a layer
+ * makes for later layers must be made before the layers (or live outside the step).
+ */
+export async function inLayerStep(rank: Pick<Rank, 'beginStep' | 'endStep'>, fn: () => Promise<DeviceTensor>): Promise<DeviceTensor> {
+  rank.beginStep();
+  let out: DeviceTensor;
+  try {
+    out = await fn();
+  } catch (error) {
+    await rank.endStep().catch(() => undefined);
+    throw error;
+  }
+  await rank.endStep(out);
+  return out;
 }
 
 /** `fn` between `beginStep` and `endStep`: the step's temporaries are released once the device is done with them, even when `fn` throws. */

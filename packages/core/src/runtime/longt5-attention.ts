@@ -204,7 +204,6 @@ export class LongT5Encoder {
     const members = !some || layout.members.length === batch * rows ? undefined : rank.upload(hostTensor(layout.members));
     const targets = some ? rank.upload(hostTensor(layout.targets)) : undefined;
     const ones = some ? rank.upload(hostTensor(new Float32Array(layout.members.length).fill(1))) : undefined;
-    let zeros: DeviceTensor | undefined;
     return {
       step,
       fillGlobals: async (self, norms, x, cache) => {
@@ -212,9 +211,9 @@ export class LongT5Encoder {
         if (norm === undefined || self.refs.k === undefined || self.refs.v === undefined) {
           throw new TpError('unsupported-model', "LongT5's transient-global attention needs every encoder layer's global_input_layer_norm and k/v projections");
         }
-        zeros ??= rank.upload(hostTensor(new Float32Array(batch * layout.globals * x.shape[1]!), [batch * layout.globals, x.shape[1]!]));
         // _create_global_aggregates: each global row sums its block's tokens (padding belongs to none).
-        const sums = rank.scale(zeros, 1);
+        // Made per layer: each layer runs in a scope of its own, which releases what it made.
+        const sums = rank.upload(hostTensor(new Float32Array(batch * layout.globals * x.shape[1]!), [batch * layout.globals, x.shape[1]!]));
         if (some) rank.scatterAddRows(sums, members === undefined ? x : rank.gatherRows(x, members), targets!, ones!);
         const globals = this.ops.norm(sums, norm);
         const k = await linear(rank, globals, this.ops.weight(self.refs.k));

@@ -13,7 +13,7 @@ import type { ModelGraph, Seq2SeqSpec } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
 import { isIdentity, lmHead, rankZeroOutput } from './decoder.js';
 import { embedTokens } from './embeddings.js';
-import type { Engine, StepInput, StepResult } from './engine.js';
+import { inLayerStep, type Engine, type StepInput, type StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import type { LoadedShard } from './load.js';
 import { LongT5Encoder } from './longt5-attention.js';
@@ -164,7 +164,8 @@ export class Seq2SeqEngine implements Engine {
           await longT5?.fillGlobals(layer.self, layer.refs.norms, x, scratch);
           return enc.selfAttention(layer.self, x, attention, scratch);
         };
-        h = await runLayer(enc, spec.encoder, { norms: layer.refs.norms, attention: self, mlp: (x) => enc.mlp(layer.refs, x) }, h);
+        const x = h;
+        h = await inLayerStep(rank, () => runLayer(enc, spec.encoder, { norms: layer.refs.norms, attention: self, mlp: (y) => enc.mlp(layer.refs, y) }, x));
       }
     } finally {
       rank.freeKvCache(scratch);
@@ -220,16 +221,19 @@ export class Seq2SeqEngine implements Engine {
     const cross: AttentionStep = { batch, rows, start: 0, keyMask: rank.upload(hostTensor(source.mask, [batch, source.rows])) };
     const attention = { positions, length: keys, step: self };
     for (const layer of this.decoderLayers) {
-      h = await runLayer(
-        dec,
-        spec.decoder,
-        {
-          norms: layer.refs.norms,
-          attention: (x) => dec.selfAttention(layer.self, x, attention, layer.cache!),
-          cross: (x) => dec.crossAttention(layer.cross, x, cross, layer.source!),
-          mlp: (x) => dec.mlp(layer.refs, x),
-        },
-        h,
+      const x = h;
+      h = await inLayerStep(rank, () =>
+        runLayer(
+          dec,
+          spec.decoder,
+          {
+            norms: layer.refs.norms,
+            attention: (y) => dec.selfAttention(layer.self, y, attention, layer.cache!),
+            cross: (y) => dec.crossAttention(layer.cross, y, cross, layer.source!),
+            mlp: (y) => dec.mlp(layer.refs, y),
+          },
+          x,
+        ),
       );
     }
     if (input.logits === 'none') return undefined;

@@ -15,7 +15,7 @@ export interface CollectiveWorkerData {
   scenario: CollectiveScenario;
   /** The rank that fails (`fail`) or never arrives (`stuck`). */
   culprit: number;
-  /** Int32 counters for the barrier check (collectives). */
+  /** Int32 counters: the barrier check (collectives); in `fail`, counters[0] counts the other ranks created. */
   counters?: SharedArrayBuffer;
 }
 

@@ -87,12 +87,18 @@ async function main(): Promise<void> {
       setInterval(() => {}, 1000);
       await new Promise(() => {});
     }
-    // Fail while the others wait in the all-reduce, and tell them so.
+    // Fail while the others wait in the all-reduce, and tell them so: first wait until every other
+    // rank has created its rank (on a loaded machine opening a device can take seconds; aborting
+    // before would stop them in createRank instead), then give them time to enter the all-reduce.
+    const created = new Int32Array(data.counters!);
+    const deadline = Date.now() + 30_000;
+    while (Atomics.load(created, 0) < data.world - 1 && Date.now() < deadline) await sleep(10);
     await sleep(300);
     backend.abortCommunicator(data.communicator, data.rank);
     post({ type: 'aborted', rank: data.rank });
     return;
   }
+  if (data.scenario === 'fail') Atomics.add(new Int32Array(data.counters!), 0, 1);
   stage = 'allReduce';
   rank.beginStep();
   const input = allReduceInput('allReduce [37]', data.rank);

@@ -359,6 +359,72 @@ function uploadCases(single: Single, dtypes: StorageDtype[]): void {
     c.assert(typeof c.rank.memoryBytes() === 'number' && c.rank.memoryBytes() >= 0, `memoryBytes() returned ${c.rank.memoryBytes()}`);
     c.rank.free(wt);
   });
+
+  // Nested steps (interface 4): one scope per layer, each handing its output to the enclosing step.
+  single('nested steps: each scope keeps its output for the enclosing step, with its contents', async (c, r) => {
+    const w = r.uniform(33 * 33, -0.3, 0.3);
+    const wt = c.f32(w, [33, 33]);
+    let x = r.uniform(3 * 33);
+    const first = x;
+    await c.step(async () => {
+      let h = c.f32(x, [3, 33]);
+      const early = c.f32(first, [3, 33]); // made by the outer step before the scopes: must outlive them
+      for (let layer = 0; layer < 5; layer++) {
+        c.rank.beginStep();
+        // temporaries the scope releases, some larger than its output
+        for (let i = 0; i < 3; i++) c.f32(r.uniform(4096), [4096]);
+        const y = c.rank.activation(c.rank.linear(h, wt), 'silu');
+        await c.rank.endStep(y);
+        x = Float32Array.from(ref.activation(ref.linear(x, w, undefined, 3, 33, 33), 'silu'));
+        h = y;
+      }
+      // what later scopes allocate must not land on a kept tensor
+      await c.expect('the last scope output, after five scopes', h, [3, 33], x, REDUCTION);
+      const sum = c.rank.add(h, early);
+      c.rank.beginStep();
+      c.f32(r.uniform(4096), [4096]);
+      await c.rank.endStep();
+      await c.expect('an outer-step tensor made before the scopes, added to the last output', sum, [3, 33], ref.add(x, first), REDUCTION);
+    });
+    c.rank.free(wt);
+  });
+
+  single('nested steps reuse each other\'s memory: 24 scopes of 1 MiB of temporaries do not hold 24 MiB', async (c, r) => {
+    const floats = 1 << 18; // 1 MiB of f32
+    const block = r.uniform(floats);
+    await c.step(async () => {
+      let h = c.f32(r.uniform(64), [64]);
+      const scope = async () => {
+        c.rank.beginStep();
+        c.f32(block, [floats]);
+        const y = c.rank.scale(h, 0.5);
+        await c.rank.endStep(y);
+        h = y;
+      };
+      // two scopes first: a backend may size a pool or arena by what it saw
+      await scope();
+      await scope();
+      const before = c.rank.memoryBytes();
+      for (let i = 0; i < 24; i++) await scope();
+      const grown = c.rank.memoryBytes() - before;
+      c.assert(grown < 8 * floats * 4, `memoryBytes() grew by ${(grown / 2 ** 20).toFixed(1)} MiB over 24 scopes of 1 MiB each: released scope memory is not reused`);
+    });
+  });
+
+  single('endStep(keep) on the outermost step throws (nothing encloses it)', async (c, r) => {
+    c.rank.beginStep();
+    const t = c.f32(r.uniform(8), [8]);
+    let threw = false;
+    try {
+      await c.rank.endStep(t);
+    } catch (error) {
+      threw = true;
+      c.assert(error instanceof Error && /endStep/.test(error.message), `endStep(keep) threw ${String(error)}, which does not name endStep`);
+    }
+    if (!threw) c.fail('endStep(keep) on the outermost step did not throw');
+    // refused before anything happened: the step is still open
+    await c.rank.endStep();
+  });
 }
 
 // ───────────────────────────── linear, embedding, sinusoidal ─────────────────────────────
@@ -1528,7 +1594,8 @@ async function collectivesCase(backend: Backend, world: number): Promise<void> {
 /** One rank fails (it never calls allReduce and aborts the communicator); the others must reject soon after. */
 async function failingRankCase(backend: Backend, world: number): Promise<void> {
   const culprit = world - 1;
-  const { group } = await RankGroup.start(backend, world, 'fail', culprit, 60_000);
+  // counters[0]: how many of the other ranks have created their rank (the culprit waits for all).
+  const { group } = await RankGroup.start(backend, world, 'fail', culprit, 60_000, new SharedArrayBuffer(4));
   try {
     const others = Array.from({ length: world }, (_, r) => r).filter((r) => r !== culprit);
     await group.until(
