@@ -25,7 +25,7 @@ import { perceiverSlots, type EncoderSpec, type ModelGraph, type PerceiverSpec }
 import type { TPPlan } from '../plan/index.js';
 import { lmHead, rankZeroOutput } from './decoder.js';
 import { embedTokens } from './embeddings.js';
-import { withinStep, type Engine, type StepInput, type StepResult } from './engine.js';
+import { inLayerStep, withinStep, type Engine, type StepInput, type StepResult } from './engine.js';
 import { runLayer } from './layer.js';
 import type { LoadedShard } from './load.js';
 import { modelRefs, type AttentionRefs, type LayerRefs, type TopRefs, type WeightRef } from './structure.js';
@@ -159,7 +159,8 @@ export class PerceiverEngine implements Engine {
     try {
       for (let block = 0; block < this.perceiver.blocks; block++) {
         for (const layer of this.selfLayers) {
-          z = await runLayer(ops, spec, { norms: layer.refs.norms, attention: (x) => ops.selfAttention(layer.self, x, attention, cache), mlp: (x) => ops.mlp(layer.refs, x) }, z);
+          const x = z;
+          z = await inLayerStep(rank, () => runLayer(ops, spec, { norms: layer.refs.norms, attention: (y) => ops.selfAttention(layer.self, y, attention, cache), mlp: (y) => ops.mlp(layer.refs, y) }, x));
         }
       }
     } finally {

@@ -20,7 +20,7 @@ import { ArgumentError, TpError, UnsupportedModelError } from '../../errors/inde
 import { reformerPaddedLength, type DecoderSpec, type ModelGraph, type ReformerSpec } from '../../graph/index.js';
 import type { TPPlan } from '../../plan/index.js';
 import { lmHead, rankZeroOutput } from '../decoder.js';
-import { withinStep, type Engine, type StepInput, type StepResult } from '../engine.js';
+import { inLayerStep, withinStep, type Engine, type StepInput, type StepResult } from '../engine.js';
 import { embed, linear, type SubLayerOutput } from '../linear.js';
 import type { LoadedShard } from '../load.js';
 import { modelRefs, type AttentionRefs, type LayerRefs, type TopRefs, type WeightRef } from '../structure.js';
@@ -124,19 +124,21 @@ export class ReformerEngine implements Engine {
     // ReformerEncoder: hidden_states = cat([x, x]); _ReversibleFunction splits it into X and A.
     let a = h;
     let x = h;
-    let localBias: DeviceTensor | undefined;
+    // Made before the layers: each half-layer runs in a nested step, which releases what it made.
+    const local = this.layers.find((l) => l.kind === 'local');
+    const localBias = local && rank.upload(hostTensor(localLayerBias(this.reformer, { ...batch, heads: local.spec.heads }), [batch.lengths.length, local.spec.heads, rows, rows]));
     for (const layer of this.layers) {
-      const normed = ops.norm(x, this.norm(layer.refs, 'attn_norm'));
-      let attention: SubLayerOutput;
-      if (layer.kind === 'local') {
-        localBias ??= rank.upload(hostTensor(localLayerBias(this.reformer, { ...batch, heads: layer.spec.heads }), [batch.lengths.length, layer.spec.heads, rows, rows]));
-        attention = await this.localAttention(layer, normed, batch, localBias);
-      } else {
-        attention = await this.lshAttention(layer, normed, batch);
-      }
-      a = rank.addInPlace(await ops.finish(attention), a); // Y1 = X1 + f(X2)
-      const fed = ops.norm(a, this.norm(layer.refs, 'mlp_norm'));
-      x = rank.addInPlace(await ops.finish(await ops.mlp(layer.refs, fed)), x); // Y2 = X2 + g(Y1)
+      const [x1, x2] = [a, x];
+      a = await inLayerStep(rank, async () => {
+        const normed = ops.norm(x2, this.norm(layer.refs, 'attn_norm'));
+        const attention: SubLayerOutput = layer.kind === 'local' ? await this.localAttention(layer, normed, batch, localBias!) : await this.lshAttention(layer, normed, batch);
+        return rank.addInPlace(await ops.finish(attention), x1); // Y1 = X1 + f(X2)
+      });
+      const y1 = a;
+      x = await inLayerStep(rank, async () => {
+        const fed = ops.norm(y1, this.norm(layer.refs, 'mlp_norm'));
+        return rank.addInPlace(await ops.finish(await ops.mlp(layer.refs, fed)), x2); // Y2 = X2 + g(Y1)
+      });
     }
     const picked = rank.upload(hostTensor(this.outputRows(step, rows)));
     const both = rank.addInPlace(rank.linear(rank.gatherRows(a, picked), this.concat.first), rank.linear(rank.gatherRows(x, picked), this.concat.second));
