@@ -23,6 +23,17 @@ async function newRank(options: Record<string, unknown> = {}): Promise<WebGpuRan
   return (await backend.createRank({ rank: 0, world: 1, communicator: createHostCollectiveInit(1, 1024, 5000), options })) as WebGpuRank;
 }
 
+/** `fn` with a new rank of world 1, disposed after it whatever happens. */
+async function withRank(...args: [(rank: WebGpuRank) => Promise<void>] | [Record<string, unknown>, (rank: WebGpuRank) => Promise<void>]): Promise<void> {
+  const [options, fn] = args.length === 1 ? [{}, args[0]] : args;
+  const rank = await newRank(options);
+  try {
+    await fn(rank);
+  } finally {
+    await rank.dispose();
+  }
+}
+
 /** Deterministic values in [-m, m). */
 function values(n: number, seed: number, m = 1): Float32Array {
   let s = seed >>> 0 || 1;
@@ -133,20 +144,16 @@ function distanceIndex(rows: number, keys: number, span: number): Int32Array {
 
 describe(`WebGPU attention, interface version 3${adapterSkip}`, () => {
   run('relative keys and queries, one slice per head (DeBERTa), GQA, causal over 70 keys with padding, against the reference', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const [heads, headDim, rows, span] = [4, 6, 70, 8];
       const keyMask = Int32Array.from({ length: 2 * rows }, (_, n) => (n >= rows && n % rows < 3 ? 0 : 1)); // sequence 1 left-padded by 3
       const index = distanceIndex(rows, rows, span);
       await check(rank, { heads, kvHeads: 2, headDim, valueDim: headDim, batch: 2, rows, mask: 'causal', keyMask, relative: { positions: 2 * span + 1, index, keys: [2 * span + 1, heads * headDim], queries: [2 * span + 1, heads * headDim] } }, 11);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('relative keys and values shared by the heads (NEZHA), valueDim ≠ headDim, bidirectional over 66 keys, against the reference', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const [rows, span] = [66, 5];
       const index = distanceIndex(rows, rows, span);
       await check(rank, { heads: 3, kvHeads: 3, headDim: 5, valueDim: 7, batch: 2, rows, mask: 'bidirectional', relative: { positions: 2 * span + 1, index, keys: [2 * span + 1, 5], values: [2 * span + 1, 7] } }, 21);
@@ -168,28 +175,22 @@ describe(`WebGPU attention, interface version 3${adapterSkip}`, () => {
         },
         31,
       );
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('an index too large to check on the host is clamped on the device to the tables’ rows', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       // 70 × 70 = 4900 entries: more than the rank keeps on the host, so nothing is checked at enqueue.
       const rows = 70;
       const positions = 5;
       const index = Int32Array.from({ length: rows * rows }, (_, n) => (n % 7) * 3 - 4); // -4 … 14
       const clamped = index.map((r) => Math.min(positions - 1, Math.max(0, r)));
       await check(rank, { heads: 2, kvHeads: 2, headDim: 4, valueDim: 4, batch: 1, rows, mask: 'causal', relative: { positions, index, keys: [positions, 8], values: [positions, 4] } }, 41, clamped);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('a per-sequence bias: entries ≤ -1e30 and -Infinity mask keys as padding does; a query with every key masked outputs zeros', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const [batch, heads, rows] = [2, 2, 5];
       const bias = values(batch * heads * rows * rows, 9, 3);
       const at = (b: number, h: number, t: number, j: number) => ((b * heads + h) * rows + t) * rows + j;
@@ -201,14 +202,11 @@ describe(`WebGPU attention, interface version 3${adapterSkip}`, () => {
       await check(rank, { heads, kvHeads: 1, headDim: 6, valueDim: 6, batch, rows, mask: 'bidirectional', bias: { data: bias, shape: [batch, heads, rows, rows] } }, 51);
       // The same with one bias for the batch, and causal masking on top.
       await check(rank, { heads, kvHeads: 2, headDim: 6, valueDim: 3, batch, rows, mask: 'causal', bias: { data: bias.slice(0, heads * rows * rows), shape: [heads, rows, rows] } }, 52);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('a fully masked query row outputs exact zeros (hand-checked: one key, bias -1e30)', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const cache = rank.createKvCache(1, 1, 2, 2, 'f32');
       rank.beginStep();
       const f32 = (x: number[], shape: number[]) => rank.upload(hostTensor(Float32Array.from(x), shape));
@@ -219,27 +217,21 @@ describe(`WebGPU attention, interface version 3${adapterSkip}`, () => {
       expect(Array.from(await rank.download(y))).toEqual([5, 6, 0, 0]);
       await rank.endStep();
       rank.freeKvCache(cache);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('expectation scoring (YOSO) with 8, 3 and 1.5 bits, GQA, padding and an empty sequence, against the reference', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const rows = 67;
       const keyMask = Int32Array.from({ length: 3 * rows }, (_, n) => (n < rows ? 1 : n < 2 * rows ? Number(n % rows < 40) : 0));
       await check(rank, { heads: 4, kvHeads: 2, headDim: 8, valueDim: 5, batch: 3, rows, mask: 'bidirectional', keyMask, bits: 8 }, 61);
       await check(rank, { heads: 2, kvHeads: 2, headDim: 3, valueDim: 3, batch: 1, rows: 9, mask: 'causal', bits: 3 }, 62);
       await check(rank, { heads: 1, kvHeads: 1, headDim: 4, valueDim: 4, batch: 1, rows: 6, mask: 'bidirectional', bits: 1.5 }, 63);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('expectation scoring ignores scale, bias and relative tables (they are still checked)', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const rows = 4;
       const bias = values(2 * rows * rows, 3, 2);
       bias[1] = -1e30; // no mask either: the bias does not apply at all
@@ -248,14 +240,11 @@ describe(`WebGPU attention, interface version 3${adapterSkip}`, () => {
         { heads: 2, kvHeads: 1, headDim: 4, valueDim: 4, batch: 1, rows, mask: 'bidirectional', bits: 4, scale: 7, bias: { data: bias, shape: [2, rows, rows] }, relative: { positions: 3, index: distanceIndex(rows, rows, 1), keys: [3, 8] } },
         71,
       );
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('bad inputs throw at enqueue, naming what is wrong, and leave the cache as it was', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const [heads, headDim, rows] = [2, 4, 3];
       const cache = rank.createKvCache(1, 1, headDim, headDim, 'f32');
       rank.beginStep();
@@ -294,9 +283,7 @@ describe(`WebGPU attention, interface version 3${adapterSkip}`, () => {
       expect(() => attempt({ relative: {} }, { relativeIndex: undefined })()).not.toThrow();
       await rank.endStep();
       rank.freeKvCache(cache);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 });
 
@@ -383,56 +370,43 @@ async function decodeOverCache(rank: WebGpuRank, c: { heads: number; kvHeads: nu
 
 describe(`WebGPU attention split over the keys (flash-decoding), and 16-bit KV caches${adapterSkip}`, () => {
   run('a decode of one head over 5000 keys in pieces of 1000 (a partial each, then the merge) matches the reference, softmax and expectation', async () => {
-    const rank = await newRank({ attentionSplitKeys: 1000 });
-    try {
+    await withRank({ attentionSplitKeys: 1000 }, async (rank) => {
       await decodeOverCache(rank, { heads: 1, kvHeads: 1, headDim: 16, batch: 1, keys: 5000, dtype: 'f32', softcap: 3 }, 21);
       expect(compiled(rank)).toEqual(expect.arrayContaining(['attention_split', 'attention_merge']));
       await decodeOverCache(rank, { heads: 1, kvHeads: 1, headDim: 16, batch: 1, keys: 5000, dtype: 'f32', bits: 6 }, 22);
       expect(compiled(rank)).toEqual(expect.arrayContaining(['attention_expectation_split', 'attention_merge_expectation']));
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('by default the rank splits as its adapter\'s policy says: never on a software adapter, a lone head over 5000 keys on a GPU', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       await decodeOverCache(rank, { heads: 1, kvHeads: 1, headDim: 16, batch: 1, keys: 5000, dtype: 'f32' }, 23);
       const split = compiled(rank).includes('attention_split');
       expect(split).toBe(!rank.opened.adapter.fallback);
       expect(attentionSplits(5000, 1, rank.opened.adapter.fallback ? SOFTWARE_SPLIT : GPU_SPLIT) > 1).toBe(split);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('forced pieces of 7 keys over f16 and bf16 caches of 300 keys, GQA, two sequences of different lengths', async () => {
-    const rank = await newRank({ attentionSplitKeys: 7 });
-    try {
+    await withRank({ attentionSplitKeys: 7 }, async (rank) => {
       for (const dtype of ['f16', 'bf16'] as const) await decodeOverCache(rank, { heads: 6, kvHeads: 2, headDim: 10, batch: 2, keys: 300, dtype }, 24);
       expect(compiled(rank)).toEqual(expect.arrayContaining(['attention_kvf16_split', 'attention_kvbf16_split', 'attention_merge']));
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('split with every optional input packed into one binding (6 storage buffers): ALiBi, a bias and three relative tables', async () => {
-    const rank = await newRank({ maxStorageBuffers: 6, attentionSplitKeys: 5 });
-    try {
+    await withRank({ maxStorageBuffers: 6, attentionSplitKeys: 5 }, async (rank) => {
       const rows = 40;
       const bias = values(2 * 2 * rows * rows, 9, 2);
       bias[7] = -1e30;
       const relative = { positions: 9, index: distanceIndex(rows, rows, 4), keys: [9, 8] as [number, number], queries: [9, 4] as [number, number], values: [9, 8] as [number, number] };
       await check(rank, { heads: 2, kvHeads: 1, headDim: 4, valueDim: 4, batch: 2, rows, mask: 'causal', bias: { data: bias, shape: [2, 2, rows, rows] }, relative }, 91);
       expect(compiled(rank)).toContain('attention_bias_relKQV_packed_split');
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('a 16-bit cache holds half the bytes of an f32 one; an odd slot width is padded to a whole word', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const bytes = (dtype: 'f32' | 'f16' | 'bf16', kvHeads: number, headDim: number) => {
         const cache = rank.createKvCache(1, kvHeads, headDim, headDim, dtype) as GpuKvCache;
         rank.beginStep();
@@ -448,14 +422,11 @@ describe(`WebGPU attention split over the keys (flash-decoding), and 16-bit KV c
       expect(bytes('bf16', 2, 64)).toEqual([64 * 128 * 2, 64 * 128 * 2, 128]);
       expect(bytes('bf16', 1, 5)[2]).toBe(6);
       await rank.endStep();
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('appends round on the device exactly as the host does: ties to even, subnormals, overflow, NaN, signed zero', async () => {
-    const rank = await newRank();
-    try {
+    await withRank(async (rank) => {
       const f = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
       // Halfway cases both ways for each format, f16 subnormals and their rounding, f16 overflow (65520
       // rounds up to Infinity, 65519 down to 65504), bf16 carries into the exponent, NaN, ±0, ±Infinity.
@@ -480,14 +451,11 @@ describe(`WebGPU attention split over the keys (flash-decoding), and 16-bit KV c
         }
         rank.freeKvCache(cache);
       }
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 
   run('beam reordering and growth of a bf16 cache with an odd slot width keep every word in place', async () => {
-    const rank = await newRank({ attentionSplitKeys: 4 });
-    try {
+    await withRank({ attentionSplitKeys: 4 }, async (rank) => {
       const [batch, width, first] = [3, 5, 50];
       const cache = rank.createKvCache(batch, 1, width, width, 'bf16') as GpuKvCache;
       const data = values(batch * first * width, 31, 4);
@@ -515,9 +483,7 @@ describe(`WebGPU attention split over the keys (flash-decoding), and 16-bit KV c
         }
       }
       rank.freeKvCache(cache);
-    } finally {
-      await rank.dispose();
-    }
+    });
   });
 });
 
