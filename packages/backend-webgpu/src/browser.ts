@@ -4,14 +4,14 @@
  * (the page must be cross-origin isolated: served with COOP `same-origin` and COEP `require-corp`).
  * Nothing here imports Node; bundlers resolve `@tp/core` to its browser entry (`@tp/core/browser`).
  *
- * A model runs in a browser at any TP: the page opens the checkpoint's config and headers over HTTP
- * (`openCheckpointFrom` with `httpByteSource`), plans it, makes `browserCommunicator(world)` and starts
- * one Web Worker per rank; each worker calls `hostRank` of @tp/core/browser with `browserBackend`, so it
- * opens its own adapter and device and fetches only its own byte ranges of the safetensors file (HTTP
- * Range requests), then answers the coordinator's reset/forward messages as a Node rank does. The page
- * drives those messages itself: the Node session (tokenizer, generate loops) does not run in a browser.
+ * A model runs in a browser at any TP: the page calls `openWebModel` of @tp/core/browser with
+ * `browserBackend`, which reads the checkpoint's config and headers over HTTP, plans it and starts one
+ * Web Worker per rank; each worker calls `serveWebRank(browserBackend)`, so it opens its own adapter
+ * and device and fetches only its own byte ranges of the safetensors files (HTTP Range requests). The
+ * page then has `logits`, `generate` (greedy, sampling, beams) and the tokenizer, as in Node.
  * Tested in headless Chromium (test/browser.test.ts): every single-rank conformance case, every
- * collective between two Web Workers, and the golden Llama at TP=2 against Hugging Face's logits.
+ * collective between two Web Workers, and the golden Llama at TP=2 against Hugging Face's logits and
+ * greedy tokens.
  */
 import { abortHostCollective, BACKEND_INTERFACE_VERSION, createHostCollectiveInit, TpError, type Backend, type CommunicatorInit, type HostCollectiveInit, type RankInit } from '@tp/core';
 import { adapterName, openDevice, summarizeAdapter } from './device.js';

@@ -5,12 +5,13 @@
  * between two Web Workers, each with its own adapter and device, through SharedArrayBuffer (the page
  * is served with the COOP/COEP headers that make it cross-origin isolated).
  *
- * A second page runs the golden Llama at TP=2 (test/browser/model-page.ts): two Web Workers, each with
- * its own device, each fetching only its own byte ranges of model.safetensors from this server (HTTP
- * Range requests, counted per rank), the logits at every position and 8 greedy tokens compared with
- * Hugging Face's. That page is bundled from `@tp/core/browser` (core's built browser entry) and this
- * package's src/browser.ts with esbuild for `platform: 'browser'` and no Node module marked external,
- * so a Node builtin anywhere in their imports fails the build.
+ * A second page runs the golden Llama at TP=2 (test/browser/model-page.ts) through core's
+ * openWebModel: two Web Workers (serveWebRank), each with its own device, each fetching only its own
+ * byte ranges of model.safetensors from this server (HTTP Range requests, counted per rank), the
+ * logits at every position and 8 greedy tokens from `generate` compared with Hugging Face's. That page
+ * is bundled from `@tp/core/browser` (core's built browser entry) and this package's src/browser.ts
+ * with esbuild for `platform: 'browser'` and no Node module marked external, so a Node builtin anywhere
+ * in their imports fails the build.
  *
  * Without Chromium the test is skipped, saying why; under CI=true that is a failure (tools/setup.sh
  * installs it as root on Debian).
@@ -39,6 +40,9 @@ const skip = hasChromium ? '' : ` (skipped: no Chromium at ${CHROMIUM}; set TP_C
 const here = path.dirname(fileURLToPath(import.meta.url));
 const page = (script: string) => `<!doctype html><meta charset="utf-8"><title>tp webgpu</title><script type="module" src="/${script}"></script>`;
 const LLAMA = path.join(GOLDEN_DIR, 'llama');
+const llamaTokenizer = existsSync(path.join(LLAMA, 'tokenizer.json'));
+/** What the model page reported, for the tests after the one that ran it. */
+let modelResults: ModelResults | undefined;
 /** max |ours − golden| / spread of golden, as the Node golden tests use (golden's floats have 6 digits). */
 const GOLDEN_TOL = 1e-4;
 
@@ -169,7 +173,7 @@ describe(`WebGPU backend in headless Chromium${skip}`, () => {
     });
   }, 900_000);
 
-  it.skipIf(!hasChromium || !hasGolden)(`the golden Llama at TP=2 in two Web Workers, each fetching only its share over HTTP Range requests, gives Hugging Face's logits within ${GOLDEN_TOL} of their spread and its 8 greedy tokens${goldenSkip}`, async () => {
+  it.skipIf(!hasChromium || !hasGolden)(`openWebModel: the golden Llama at TP=2 in two Web Workers, each fetching only its share over HTTP Range requests, gives Hugging Face's logits within ${GOLDEN_TOL} of their spread and its 8 greedy tokens${goldenSkip}`, async () => {
     // @tp/core resolves to its built browser entry (the `browser` condition); the backend from its sources.
     const inputs = await bundleForBrowser({ 'model-page': path.join(here, 'browser/model-page.ts'), 'model-worker': path.join(here, 'browser/model-worker.ts') }, dir);
     expect(inputs.filter((i) => i.startsWith('node:'))).toEqual([]);
@@ -183,6 +187,7 @@ describe(`WebGPU backend in headless Chromium${skip}`, () => {
       expect(r.error, `the page failed: ${r.error}\n${console.join('\n')}`).toBeUndefined();
       return r;
     });
+    modelResults = results;
     expect(results.crossOriginIsolated).toBe(true);
     // The page planned from headers fetched over HTTP exactly as Node plans from the folder.
     const ckpt = await openCheckpoint(LLAMA);
@@ -191,29 +196,47 @@ describe(`WebGPU backend in headless Chromium${skip}`, () => {
     expect(results.plan).toEqual(JSON.parse(JSON.stringify(nodePlan)));
 
     // Each worker fetched its plan's share of the weights plus the header, nothing else of the file.
-    const fileSize = results.fileSize!;
+    const weights = readFileSync(path.join(LLAMA, 'model.safetensors'));
+    const fileSize = weights.length;
+    const headerBytes = 8 + Number(weights.readBigUInt64LE(0));
     const share = results.ranks!.map((r) => r.bytesToRead);
     const config = readFileSync(path.join(LLAMA, 'config.json')).length;
     for (const rank of [0, 1]) {
       const fetched = served.get(String(rank))!;
       expect(results.ranks![rank]!.bytesRead, `rank ${rank} loaded its plan's share`).toBe(share[rank]);
-      expect(fetched.bytes, `rank ${rank}: config, header and its share`).toBe(config + results.headerBytes! + share[rank]!);
+      expect(fetched.bytes, `rank ${rank}: config, header and its share`).toBe(config + headerBytes + share[rank]!);
       expect(share[rank]!).toBeLessThan(0.6 * fileSize);
     }
-    // The page itself read the config and the header only.
-    expect(served.get('page')!.bytes).toBe(config + results.headerBytes!);
+    // The page itself read the config, the header and the folder's small JSON files only (no weight byte).
+    const optional = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json'].map((f) => path.join(LLAMA, f)).filter((f) => existsSync(f));
+    expect(served.get('page')!.bytes).toBe(config + headerBytes + optional.reduce((n, f) => n + readFileSync(f).length, 0));
     const ours = Float32Array.from(results.logits!.flat());
     expect(ours.length).toBe(golden.logits.flat(2).length);
     const error = relativeToSpread(ours, golden.logits.flat(2));
     const stepErrors = golden.input_ids.map((_, b) => relativeToSpread(Float32Array.from(results.stepLogits![b]!.flat()), golden.greedy.step_logits[b]!.flat()));
     process.stdout.write(
       `browser TP=2 llama: file ${fileSize} bytes; rank 0 fetched ${served.get('0')!.bytes} bytes in ${served.get('0')!.requests} requests, rank 1 ${served.get('1')!.bytes} in ${served.get('1')!.requests} ` +
-        `(weights ${share.join(' + ')}, header ${results.headerBytes}, config ${config}); logits ${error.toExponential(2)} of the spread, step logits ${stepErrors.map((e) => e.toExponential(2)).join(', ')}\n`,
+        `(weights ${share.join(' + ')}, header ${headerBytes}, config ${config}); logits ${error.toExponential(2)} of the spread, step logits ${stepErrors.map((e) => e.toExponential(2)).join(', ')}\n`,
     );
     expect(error).toBeLessThanOrEqual(GOLDEN_TOL);
     expect(results.tokens).toEqual(golden.greedy.new_tokens);
+    expect(results.finishReasons).toEqual(golden.input_ids.map(() => 'length'));
     stepErrors.forEach((e, b) => expect(e, `step logits of sequence ${b}`).toBeLessThanOrEqual(GOLDEN_TOL));
+    // Disposed: every worker released, and a later request refused saying so.
+    expect(results.afterDispose).toMatch(/disposed/);
+    expect(results.hasTokenizer).toBe(llamaTokenizer);
   }, 900_000);
+
+  it.skipIf(!hasChromium || !hasGolden || !llamaTokenizer)(
+    `openWebModel: a text prompt round-trips through the fetched tokenizer.json${llamaTokenizer ? '' : ` (skipped: ${LLAMA} has no tokenizer.json; the golden checkpoints carry none)`}${goldenSkip}`,
+    () => {
+      expect(modelResults, 'the golden Llama page ran (the test before this one)').toBeDefined();
+      const trip = modelResults!.roundTrip!;
+      expect(trip.ids.length).toBeGreaterThan(0);
+      expect(trip.decoded.trim()).toBe(trip.text);
+      expect(typeof trip.generated).toBe('string');
+    },
+  );
 });
 
 describe('the browser entries', () => {

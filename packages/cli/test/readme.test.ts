@@ -252,7 +252,9 @@ describe('README: Library examples', () => {
   const CORE = pathToFileURL(path.join(repo, 'packages/core/dist/index.js')).href;
   const CPU = pathToFileURL(path.join(repo, 'packages/backend-cpu/dist/index.js')).href;
   const library = all.filter((b) => b.lang === 'ts' && b.section === 'Library');
-  const gpu = all.filter((b) => b.lang === 'ts' && /@tp\/backend-(cuda|webgpu)/.test(b.body));
+  // Blocks for a page (they import the browser entries) run in headless Chromium's test, not here.
+  const forPages = (b: { body: string }) => b.body.includes("from '@tp/core/browser'");
+  const gpu = all.filter((b) => b.lang === 'ts' && /@tp\/backend-(cuda|webgpu)/.test(b.body) && !forPages(b));
 
   /** One module: imports hoisted and merged, top-level const → var (blocks reuse names), TS `!` dropped, folders mapped. */
   function script(sources: readonly string[]): string {
@@ -280,6 +282,20 @@ describe('README: Library examples', () => {
     const r = await sh(`node ${file}`);
     expect(r.code, `${r.stderr}\n${await readFile(file, 'utf8')}`).toBe(0);
   }, 180_000);
+
+  it("the In a browser section's page and worker import names the browser entries export", async () => {
+    const pages = all.filter((b) => b.lang === 'ts' && forPages(b));
+    expect(pages.length).toBeGreaterThan(0);
+    const entries: Record<string, string> = { '@tp/core/browser': 'packages/core/dist/browser.js', '@tp/backend-webgpu/browser': 'packages/backend-webgpu/dist/browser.js' };
+    for (const b of pages) {
+      for (const [, names, spec] of b.body.matchAll(/^import \{ (.+) \} from '(.+)';$/gm)) {
+        const file = entries[spec!];
+        expect(file, `a page block imports ${spec}`).toBeDefined();
+        const exported = (await import(pathToFileURL(path.join(repo, file!)).href)) as Record<string, unknown>;
+        for (const name of names!.split(',').map((n) => n.trim())) expect(exported[name], `${spec} exports ${name}`).toBeDefined();
+      }
+    }
+  });
 
   for (const b of gpu) {
     const name = b.body.match(/@tp\/backend-(cuda|webgpu)/)![1]!;

@@ -5,9 +5,13 @@
  * rank; each worker runs hostRank with its own backend device and fetches only its own byte ranges,
  * then answers the same forward messages as Node's rank workers (messages.ts).
  *
+ * openWebModel does all that for a causal language model (runtime/web-session.ts): the page gets
+ * `logits` and `generate` (greedy, sampling, beams; the tokenizer and generation_config.json fetched
+ * when the folder has them) as from Node's session, and each worker module calls `serveWebRank`.
+ *
  * Bundlers resolve `@tp/core` to this entry under the `browser` condition, so backends written against
- * `@tp/core` bundle for browsers too. Not here: the session (initInference, pipelines), which starts
- * worker threads; tokenizers and generation_config.json, which read files; openCheckpoint of a folder.
+ * `@tp/core` bundle for browsers too. Not here: Node's session (initInference, pipelines), which starts
+ * worker threads and reads the folder; openCheckpoint of a folder.
  */
 export * from './errors/index.js';
 export * from './backend/index.js';
@@ -36,3 +40,20 @@ export * from './runtime/sampling.js';
 export { promptBatch, encoderBatch, decoderBatch } from './runtime/batches.js';
 export { hostRank, loadRankShard, createEngine, tensorRuns, PREFETCH_WINDOW_BYTES, type RankChannel, type RankHostOptions } from './runtime/rank-host.js';
 export type { FromWorker, ToWorker, WorkerError, WorkerStats } from './runtime/messages.js';
+export {
+  openWebModel,
+  serveWebRank,
+  WebModel,
+  type RankWorker,
+  type ServeWebRankOptions,
+  type WebModelOptions,
+  type WebRankInit,
+  type WebRankScope,
+} from './runtime/web-session.js';
+export type { LoadProgressEvent, RankCoordinator, RankLoad } from './runtime/coordinator.js';
+export type { BeamSequence, GenerateOptions, GenerateResult } from './runtime/decode-loop.js';
+export { samplingWarnings, type SamplingNames } from './runtime/decode-loop.js';
+export type { ModelPlanOptions } from './runtime/session-plan.js';
+export { positionLimit } from './runtime/model-requests.js';
+export { tokenizerFromJson, type TextTokenizer } from './runtime/tokenizer.js';
+export { parseGenerationConfig, type GenerationDefaults } from './runtime/generation.js';

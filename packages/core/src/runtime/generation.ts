@@ -5,10 +5,9 @@
  * (`forced_eos_token_id`, when the length limit is reached), and token sequences never to produce
  * (`bad_words_ids`: Marian's pad, or a multi-token word whose last token is banned once the tokens
  * before it were produced); and the beam search settings (`num_beams`, `length_penalty`,
- * `early_stopping`, `num_return_sequences`). Options given to `generate` override the file.
+ * `early_stopping`, `num_return_sequences`). Options given to `generate` override the file. Browser-safe:
+ * Node's session reads the file with generation-file.ts, a page fetches it (web-session.ts).
  */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { CheckpointError } from '../errors/index.js';
 
 export interface GenerationDefaults {
@@ -28,14 +27,12 @@ export interface GenerationDefaults {
 const ids = (v: unknown): number[] | undefined => (typeof v === 'number' ? [v] : Array.isArray(v) && v.every((x) => typeof x === 'number') ? (v as number[]) : undefined);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
-/** generation_config.json of a checkpoint folder, or {} when there is none. */
-export async function readGenerationConfig(dir: string): Promise<GenerationDefaults> {
-  const file = path.join(dir, 'generation_config.json');
+/** What generation_config.json's text says (`file` names it in errors). */
+export function parseGenerationConfig(text: string, file: string): GenerationDefaults {
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    raw = JSON.parse(text) as Record<string, unknown>;
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new CheckpointError('config-invalid', { file, detail: `cannot be read as JSON (${(cause as Error).message})` }, { cause });
   }
   const out: GenerationDefaults = {};

@@ -11,6 +11,7 @@ export * from './seq2seq.js';
 export * from './relative-bias.js';
 export * from './sampling.js';
 export * from './tokenizer.js';
+export * from './tokenizer-file.js';
 export * from './backends.js';
 export * from './session.js';
 export { RankError } from './rank-errors.js';

@@ -8,7 +8,9 @@ import type { WorkerError } from './messages.js';
 
 /** With TP_DEBUG set, a rank's error carries its stack. */
 function debugMessage(e: WorkerError): string {
-  return process.env['TP_DEBUG'] && e.stack ? `${e.message}\n${e.stack}` : e.message;
+  // No `process` in a browser (the page's coordinator, web-session.ts, rebuilds errors here too).
+  const debug = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.['TP_DEBUG'];
+  return debug && e.stack ? `${e.message}\n${e.stack}` : e.message;
 }
 
 /** How long a rank that only stopped because another failed waits for that rank's own report. */

@@ -2,7 +2,7 @@
  * Whether the engine runs a checkpoint, decided from its headers alone: the session asks before it
  * plans, and the CLI before it starts anything, so an unsupported model costs no weight reads.
  */
-import { openCheckpoint } from '../checkpoint/index.js';
+import { openCheckpoint, type Checkpoint } from '../checkpoint/index.js';
 import { UnsupportedModelError } from '../errors/index.js';
 import { analyzeModel, FAMILIES, type ModelGraph } from '../graph/index.js';
 import { engineGap } from './engine.js';
@@ -18,6 +18,11 @@ export function runnableModelTypes(): string[] {
  */
 export async function analyzeRunnable(dir: string, runs = 'The engine runs'): Promise<{ dir: string; config: Record<string, unknown>; graph: ModelGraph }> {
   const ckpt = await openCheckpoint(dir);
+  return { dir: ckpt.dir, config: ckpt.config as Record<string, unknown>, graph: runnableGraph(ckpt, runs) };
+}
+
+/** As analyzeRunnable, for a checkpoint already open (from byte sources in a browser); closes it. */
+export function runnableGraph(ckpt: Checkpoint, runs = 'The engine runs'): ModelGraph {
   let graph: ModelGraph;
   try {
     graph = analyzeModel(ckpt);
@@ -28,5 +33,5 @@ export async function analyzeRunnable(dir: string, runs = 'The engine runs'): Pr
   if (gap !== undefined) {
     throw new UnsupportedModelError({ modelType: graph.modelType, reason: gap, hint: `tp plan still works for it. ${runs} these model types: ${runnableModelTypes().join(', ')}` });
   }
-  return { dir: ckpt.dir, config: ckpt.config as Record<string, unknown>, graph };
+  return graph;
 }

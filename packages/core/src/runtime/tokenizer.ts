@@ -1,11 +1,9 @@
 /**
  * Text ↔ token ids from the checkpoint's tokenizer.json (and tokenizer_config.json when present),
- * through @huggingface/tokenizers.
+ * through @huggingface/tokenizers (plain JavaScript: browser-safe). Node reads the files with
+ * tokenizer-file.ts (loadTokenizer); a page fetches them (web-session.ts).
  */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { CheckpointError } from '../errors/index.js';
 
 export interface TextTokenizer {
   encode(text: string): number[];
@@ -18,21 +16,8 @@ export interface TextTokenizer {
   readonly maskToken?: { text: string; id: number };
 }
 
-export async function loadTokenizer(dir: string): Promise<TextTokenizer | undefined> {
-  const file = path.join(dir, 'tokenizer.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CheckpointError('file-not-found', { file, detail: `cannot be read as JSON (${(cause as Error).message})` }, { cause });
-  }
-  let config: unknown = {};
-  try {
-    config = JSON.parse(await readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
-  } catch {
-    // optional
-  }
+/** A tokenizer from tokenizer.json's and tokenizer_config.json's parsed contents ({} without the latter). */
+export function tokenizerFromJson(json: unknown, config: unknown = {}): TextTokenizer {
   const tokenizer = new Tokenizer(json as object, config as object);
   return {
     encode: (text) => tokenizer.encode(text).ids,
