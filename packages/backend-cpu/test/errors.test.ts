@@ -111,6 +111,17 @@ describe('requests', () => {
     });
   });
 
+  test.skipIf(!hasGolden)(`NEZHA (relative positions only): an input longer than max_position_embeddings (128), where transformers' relative table ends, is invalid-argument; 128 tokens run${needsGolden}`, async () => {
+    await withSession(goldenDir('nezha'), { tpSize: 2 }, async (s) => {
+      const input = (n: number) => Array.from({ length: n }, (_, i) => 10 + (i % 200));
+      const error = await expectTpError(s.encoderOutputs([input(129)]), 'invalid-argument', { argument: 'prompts' });
+      expect(error.message).toContain('the input has 129 tokens, but this model');
+      expect(error.message).toContain('has 128 positions');
+      const [out] = await s.encoderOutputs([input(128)], { hidden: true });
+      expect(out!.hidden!.length).toBe(128 * 64);
+    });
+  });
+
   test.skipIf(!hasGolden)(`an encoder input longer than the encoder's learned position table (BART: 130 rows − offset 2) is invalid-argument before any rank runs; 128 tokens run${needsGolden}`, async () => {
     await withSession(goldenDir('bart'), { tpSize: 2 }, async (s) => {
       const source = (n: number) => Array.from({ length: n }, (_, i) => 10 + (i % 200));

@@ -32,6 +32,12 @@ export interface EncoderSpec extends DecoderSpec {
   /** Relative positions inside attention (the backend's `AttentionSpec.relative`); see each kind. */
   relative?: FunctionalRelative | DisentangledRelative;
   /**
+   * The longest input the family's transformers model takes where no position table says so: NEZHA
+   * builds its relative-position table for max_position_embeddings positions and fails past it, so a
+   * longer input is refused before any rank runs rather than answered where transformers has none.
+   */
+  inputLimit?: number;
+  /**
    * How scores become weights, when not softmax: YOSO's expected LSH collision weight
    * (`AttentionSpec.scoring`, transformers' YosoCumulation).
    */

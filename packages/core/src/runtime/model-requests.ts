@@ -6,7 +6,7 @@
  * sampling, beam.ts for beams). Browser-safe: no Node module.
  */
 import { ArgumentError } from '../errors/index.js';
-import type { DecoderSpec, ModelGraph, Seq2SeqSpec } from '../graph/index.js';
+import type { DecoderSpec, EncoderSpec, ModelGraph, Seq2SeqSpec } from '../graph/index.js';
 import { decoderBatch, encoderBatch, promptBatch } from './batches.js';
 import { beamSearch, type BeamSettings } from './beam.js';
 import type { RankCoordinator } from './coordinator.js';
@@ -239,13 +239,14 @@ export class ModelRequests {
     };
   }
 
-  /** Positions a learned position table can encode (undefined when positions are computed). */
+  /** Positions a learned position table can encode (undefined when positions are computed), or the family's declared input limit. */
   private positionTableSize(): number | undefined {
-    if (this.spec.positions !== 'learned') return undefined;
+    const declared = (this.spec as EncoderSpec).inputLimit;
+    if (this.spec.positions !== 'learned') return declared;
     const table = this.graph.weights.find((w) => w.role === 'pos_embed' && w.shape.length === 2);
     const rows = table === undefined ? undefined : table.shape[0]! - (this.spec.positionOffset ?? 0);
     // The spec may allow fewer (Reformer: a sequence runs padded to its chunk multiple, which must fit).
-    const limits = [rows, this.spec.maxPositions].filter((n): n is number => n !== undefined);
+    const limits = [rows, this.spec.maxPositions, declared].filter((n): n is number => n !== undefined);
     return limits.length === 0 ? undefined : Math.min(...limits);
   }
 }

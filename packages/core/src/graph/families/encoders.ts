@@ -30,7 +30,11 @@ export const nezha = bertLike({
   // NezhaModel: word + token-type embeddings (no absolute positions), BERT's post-norm layers and MLM
   // head, and functional relative positions in every attention: the sinusoidal distance table of
   // NezhaRelativePositionsEncoding added to the keys and to the values, clipped at max_relative_position.
-  encoder: (c) => bertEncoder(c, { positions: 'none', relative: { kind: 'functional', maxDistance: c.number(['max_relative_position']) ?? 64 } }),
+  // NezhaRelativePositionsEncoding is built for max_position_embeddings positions: longer inputs fail there.
+  encoder: (c) => {
+    const inputLimit = c.number(['max_position_embeddings']);
+    return bertEncoder(c, { positions: 'none', relative: { kind: 'functional', maxDistance: c.number(['max_relative_position']) ?? 64 }, ...(inputLimit !== undefined ? { inputLimit } : {}) });
+  },
 });
 export const splinter = bertLike({
   modelType: 'splinter',
