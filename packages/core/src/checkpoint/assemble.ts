@@ -41,6 +41,29 @@ export function tensorsByName(files: readonly SafetensorsHeader[]): Map<string, 
   return tensors;
 }
 
+/**
+ * An index's weight_map (tensor → shard file, as the shards are named: a path or a URL) against what
+ * the shards hold: a tensor it places in another shard, or in none, is refused (`index-mismatch`);
+ * shard tensors it does not list are used anyway, and returned as a warning.
+ */
+export function checkWeightMap(tensors: ReadonlyMap<string, TensorInfo>, weightMap: ReadonlyMap<string, string>, indexFile: string): string[] {
+  const base = (file: string) => file.split(/[/\\]/).pop() ?? file;
+  for (const [name, file] of weightMap) {
+    const t = tensors.get(name);
+    if (t === undefined || t.file !== file) {
+      throw new CheckpointError('index-mismatch', {
+        file: indexFile,
+        tensor: name,
+        detail: `weight_map places this tensor in ${base(file)} but ${t === undefined ? 'no shard holds it' : `it is in ${base(t.file)}`}`,
+        hint: 'The index and the shards disagree; re-download or re-save the checkpoint',
+      });
+    }
+  }
+  const unlisted = [...tensors.keys()].filter((name) => !weightMap.has(name));
+  const indexName = base(indexFile);
+  return unlisted.length === 0 ? [] : [`${indexName} does not list ${unlisted.length} tensor(s) found in the shards (e.g. ${unlisted[0]}); they are used anyway`];
+}
+
 /** `Checkpoint.tensor`: the tensor, or a CheckpointError naming it and the checkpoint (`where`). */
 export function tensorLookup(tensors: ReadonlyMap<string, TensorInfo>, where: string): (name: string) => TensorInfo {
   return (name) => {

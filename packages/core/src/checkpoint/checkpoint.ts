@@ -5,7 +5,7 @@
  * HTTP, opens from byte sources instead: source-checkpoint.ts.)
  */
 import { CheckpointError, ConfigError } from '../errors/index.js';
-import { parseConfig, tensorLookup, tensorsByName } from './assemble.js';
+import { checkWeightMap, parseConfig, tensorLookup, tensorsByName } from './assemble.js';
 import { nodeModules } from './node-fs.js';
 import { readSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from './safetensors.js';
 
@@ -54,24 +54,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   for (const file of weightFiles.files) files.push(await readSafetensorsHeader(file));
 
   const tensors = tensorsByName(files);
-  const warnings: string[] = [];
-  if (weightFiles.weightMap !== undefined) {
-    const unlisted = [...tensors.keys()].filter((name) => !weightFiles.weightMap!.has(name));
-    if (unlisted.length > 0) {
-      warnings.push(`${INDEX_FILE} does not list ${unlisted.length} tensor(s) found in the shards (e.g. ${unlisted[0]}); they are used anyway`);
-    }
-    for (const [name, file] of weightFiles.weightMap) {
-      const t = tensors.get(name);
-      if (t === undefined || t.file !== file) {
-        throw new CheckpointError('index-mismatch', {
-          file: path.join(root, INDEX_FILE),
-          tensor: name,
-          detail: `weight_map places this tensor in ${path.basename(file)} but ${t === undefined ? 'no shard holds it' : `it is in ${path.basename(t.file)}`}`,
-          hint: 'The index and the shards disagree; re-download or re-save the checkpoint',
-        });
-      }
-    }
-  }
+  const warnings = weightFiles.weightMap === undefined ? [] : checkWeightMap(tensors, weightFiles.weightMap, path.join(root, INDEX_FILE));
   return createCheckpoint(root, configPath, config, files, tensors, warnings);
 }
 

@@ -10,6 +10,7 @@
  * starts.
  */
 import type { Backend, CommunicatorInit, StorageDtype } from '../backend/index.js';
+import { checkWeightMap } from '../checkpoint/assemble.js';
 import { httpByteSource, openCheckpointFrom } from '../checkpoint/index.js';
 import { ArgumentError, CheckpointError, TpError, UnsupportedModelError } from '../errors/index.js';
 import { createConfigReader, type DecoderSpec, type ModelGraph } from '../graph/index.js';
@@ -217,8 +218,16 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
   const init = options.requestInit ?? {};
   const source = (url: string) => httpByteSource(url, { fetch: doFetch, init });
 
-  const files = await weightFiles(base, doFetch, init);
+  const { files, weightMap } = await weightFiles(base, doFetch, init);
   const ckpt = await openCheckpointFrom({ config: source(`${base}config.json`), files: files.map(source) }, { mergeGapBytes: options.mergeGapBytes ?? 0 });
+  if (weightMap !== undefined) {
+    try {
+      checkWeightMap(ckpt.tensors, weightMap, `${base}${INDEX_FILE}`);
+    } catch (error) {
+      ckpt.close();
+      throw error;
+    }
+  }
   const sizes = ckpt.files.map((f) => f.fileSize);
   const graph = runnableGraph(ckpt, 'openWebModel runs');
   if (graph.kind !== 'causal') {
@@ -308,10 +317,10 @@ const INDEX_FILE = 'model.safetensors.index.json';
  * names them (as openCheckpoint lists them), or model.safetensors without an index. A shard must lie
  * inside the folder: a crafted index could otherwise make the ranks fetch any URL.
  */
-async function weightFiles(base: string, doFetch: FetchLike, init: RequestInit): Promise<string[]> {
+async function weightFiles(base: string, doFetch: FetchLike, init: RequestInit): Promise<{ files: string[]; weightMap?: Map<string, string> }> {
   const indexUrl = `${base}${INDEX_FILE}`;
   const text = await fetchOptional(doFetch, indexUrl, init);
-  if (text === undefined) return [`${base}${SINGLE_FILE}`];
+  if (text === undefined) return { files: [`${base}${SINGLE_FILE}`] };
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -323,6 +332,7 @@ async function weightFiles(base: string, doFetch: FetchLike, init: RequestInit):
     throw new CheckpointError('index-invalid', { file: indexUrl, detail: 'has no "weight_map" object' });
   }
   const urls: string[] = [];
+  const placed = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(weightMap)) {
     if (typeof shard !== 'string' || shard.length === 0) {
       throw new CheckpointError('index-invalid', { file: indexUrl, tensor, detail: `weight_map value ${JSON.stringify(shard)} must be a file name` });
@@ -332,9 +342,10 @@ async function weightFiles(base: string, doFetch: FetchLike, init: RequestInit):
       throw new CheckpointError('index-escapes-folder', { file: indexUrl, tensor, detail: `weight_map points to "${shard}", which is outside the model folder`, hint: 'Shards must be files inside the checkpoint folder' });
     }
     if (!urls.includes(url)) urls.push(url);
+    placed.set(tensor, url);
   }
   if (urls.length === 0) throw new CheckpointError('index-invalid', { file: indexUrl, detail: 'weight_map names no shard' });
-  return urls;
+  return { files: urls, weightMap: placed };
 }
 
 /** tokenizer.json (with tokenizer_config.json when present), or undefined without one. */

@@ -7,7 +7,7 @@
  * rank, dispose, and the refusals. The real ranks (WebGPU in headless Chromium) are
  * packages/backend-webgpu/test/browser.test.ts; serveWebRank's glue is checked here with a fake scope.
  */
-import { copyFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyzeModel, openCheckpoint, planTensorParallel, RankFailedError, TpError, type Backend, type StepInput, type StepResult, type TPPlan } from '../../src/index.js';
@@ -159,6 +159,15 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 /** openWebModel on `url` with two scripted workers; the workers and the log come back too. */
+/** A safetensors file holding one f32 [1] tensor named `name`. */
+function oneTensorFile(name: string): Buffer {
+  let header = JSON.stringify({ [name]: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } });
+  header += ' '.repeat((8 - (header.length % 8)) % 8);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(header.length));
+  return Buffer.concat([length, Buffer.from(header), Buffer.alloc(4)]);
+}
+
 async function open(script: Script = {}, options: Partial<WebModelOptions> = {}, url = server!.url('')) {
   const log: Log = [];
   const workers: ScriptedWorker[] = [];
@@ -355,6 +364,29 @@ describe(`openWebModel${needsShared}`, () => {
       const [out] = await model.generate(['w5 w6'], { maxNewTokens: 3 });
       expect(out).toMatchObject({ promptTokens: [5, 6], tokens: [7, 8, 9], text: 'w7 w8 w9' });
       await model.dispose();
+    } finally {
+      await folder.close();
+    }
+  });
+
+  it.skipIf(!hasShared)('refuses an index that places a tensor in a shard that does not hold it (index-mismatch, naming the tensor), as openCheckpoint does', async () => {
+    const dir = await temp();
+    await copyFile(path.join(LLAMA, 'config.json'), path.join(dir, 'config.json'));
+    await copyFile(path.join(LLAMA, 'model.safetensors'), path.join(dir, 'shard-1.safetensors'));
+    await writeFile(path.join(dir, 'shard-2.safetensors'), oneTensorFile('extra.weight'));
+    const ckpt = await openCheckpoint(LLAMA);
+    const names = [...ckpt.tensors.keys()];
+    ckpt.close();
+    const map = Object.fromEntries(names.map((name) => [name, 'shard-1.safetensors']));
+    map['lm_head.weight'] = 'shard-2.safetensors';
+    await putJson(dir, 'model.safetensors.index.json', { weight_map: map });
+    const folder = await serveFolder(dir);
+    try {
+      const { opened, workers } = await open({}, {}, folder.url(''));
+      const error = await expectTpError(() => opened, { code: 'index-mismatch', name: 'CheckpointError' });
+      expect(error.message).toContain('lm_head.weight');
+      expect(error.message).toContain('places this tensor in shard-2.safetensors but it is in shard-1.safetensors');
+      expect(workers).toHaveLength(0);
     } finally {
       await folder.close();
     }
