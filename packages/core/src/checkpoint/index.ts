@@ -7,3 +7,4 @@ export * from './write.js';
 export * from './byte-source.js';
 export * from './http-source.js';
 export * from './source-checkpoint.js';
+export { checkWeightMap } from './assemble.js';

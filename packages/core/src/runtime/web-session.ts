@@ -10,8 +10,7 @@
  * starts.
  */
 import type { Backend, CommunicatorInit, StorageDtype } from '../backend/index.js';
-import { checkWeightMap } from '../checkpoint/assemble.js';
-import { httpByteSource, openCheckpointFrom } from '../checkpoint/index.js';
+import { checkWeightMap, httpByteSource, openCheckpointFrom } from '../checkpoint/index.js';
 import { ArgumentError, CheckpointError, TpError, UnsupportedModelError } from '../errors/index.js';
 import { createConfigReader, type DecoderSpec, type ModelGraph } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
