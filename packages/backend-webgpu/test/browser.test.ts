@@ -8,7 +8,8 @@
  * A second page runs the golden Llama at TP=2 (test/browser/model-page.ts) through core's
  * openWebModel: two Web Workers (serveWebRank), each with its own device, each fetching only its own
  * byte ranges of model.safetensors from this server (HTTP Range requests, counted per rank), the
- * logits at every position and 8 greedy tokens from `generate` compared with Hugging Face's. That page
+ * logits at every position and 8 greedy tokens from `generate` compared with Hugging Face's; then the
+ * golden BERT (an encoder) at TP=2, its `encoderOutputs` (last hidden state, masked-LM logits). That page
  * is bundled from `@tp/core/browser` (core's built browser entry) and this package's src/browser.ts
  * with esbuild for `platform: 'browser'` and no Node module marked external, so a Node builtin anywhere
  * in their imports fails the build.
@@ -40,6 +41,7 @@ const skip = hasChromium ? '' : ` (skipped: no Chromium at ${CHROMIUM}; set TP_C
 const here = path.dirname(fileURLToPath(import.meta.url));
 const page = (script: string) => `<!doctype html><meta charset="utf-8"><title>tp webgpu</title><script type="module" src="/${script}"></script>`;
 const LLAMA = path.join(GOLDEN_DIR, 'llama');
+const BERT = path.join(GOLDEN_DIR, 'bert');
 const llamaTokenizer = existsSync(path.join(LLAMA, 'tokenizer.json'));
 /** What the model page reported, for the tests after the one that ran it. */
 let modelResults: ModelResults | undefined;
@@ -53,19 +55,21 @@ let origin = '';
 const served = new Map<string, { bytes: number; requests: number }>();
 
 /**
- * A file of the golden Llama folder, with single-range Range requests (206 and Content-Range) and
- * HEAD, as a static server or a CDN answers them; the bytes sent are counted per `?rank=`.
+ * A file of a golden folder (the Llama's, the BERT's), with single-range Range requests (206 and
+ * Content-Range) and HEAD, as a static server or a CDN answers them; the bytes sent for the Llama's
+ * are counted per `?rank=`.
  */
-async function serveGolden(req: IncomingMessage, res: ServerResponse, name: string, headers: Record<string, string>): Promise<void> {
-  const file = path.join(LLAMA, path.basename(name));
+async function serveGolden(req: IncomingMessage, res: ServerResponse, folder: string, name: string, headers: Record<string, string>): Promise<void> {
+  const file = path.join(folder, path.basename(name));
   const info = await stat(file).catch(() => undefined);
   if (info === undefined) {
     res.writeHead(404, headers).end();
     return;
   }
   const who = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('rank') ?? 'none';
-  const count = served.get(who) ?? { bytes: 0, requests: 0 };
-  served.set(who, count);
+  // Another folder's bytes are sent but not counted.
+  const count = folder === LLAMA ? (served.get(who) ?? { bytes: 0, requests: 0 }) : { bytes: 0, requests: 0 };
+  if (folder === LLAMA) served.set(who, count);
   count.requests++;
   const type = name.endsWith('.json') ? 'application/json' : 'application/octet-stream';
   if (req.method === 'HEAD') {
@@ -108,8 +112,8 @@ beforeAll(async () => {
       res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(page(name === 'index.html' ? 'page.js' : 'model-page.js'));
       return;
     }
-    if (url.pathname.startsWith('/golden/llama/')) {
-      await serveGolden(req, res, url.pathname, headers);
+    if (url.pathname.startsWith('/golden/llama/') || url.pathname.startsWith('/golden/bert/')) {
+      await serveGolden(req, res, url.pathname.startsWith('/golden/llama/') ? LLAMA : BERT, url.pathname, headers);
       return;
     }
     try {
@@ -226,6 +230,26 @@ describe(`WebGPU backend in headless Chromium${skip}`, () => {
     expect(results.afterDispose).toMatch(/disposed/);
     expect(results.hasTokenizer).toBe(llamaTokenizer);
   }, 900_000);
+
+  it.skipIf(!hasChromium || !hasGolden)(`openWebModel: the golden BERT (an encoder) at TP=2 in two Web Workers gives Hugging Face's last hidden state and masked-LM logits within ${GOLDEN_TOL} of their spread${goldenSkip}`, async () => {
+    expect(modelResults, 'the model page ran (the test before this one)').toBeDefined();
+    expect(modelResults!.bertError, `the BERT failed in the page: ${modelResults!.bertError}`).toBeUndefined();
+    const bert = modelResults!.bert!;
+    const golden = JSON.parse(readFileSync(path.join(BERT, 'golden.json'), 'utf8')) as { last_hidden_state: number[][][]; logits: number[][][] };
+    const ckpt = await openCheckpoint(BERT);
+    const nodePlan = planTensorParallel(analyzeModel(ckpt), { tpSize: 2, storageDtype: 'auto', kvDtype: 'f32', supportedStorage: browserBackend.storageDtypes, supportedKv: browserBackend.kvDtypes });
+    ckpt.close();
+    expect(bert.plan).toEqual(JSON.parse(JSON.stringify(nodePlan)));
+    const hidden = Float32Array.from(bert.hidden.flat());
+    const logits = Float32Array.from(bert.logits.flat());
+    expect(hidden.length).toBe(golden.last_hidden_state.flat(2).length);
+    expect(logits.length).toBe(golden.logits.flat(2).length);
+    const hiddenError = relativeToSpread(hidden, golden.last_hidden_state.flat(2));
+    const logitsError = relativeToSpread(logits, golden.logits.flat(2));
+    process.stdout.write(`browser TP=2 bert: last hidden state ${hiddenError.toExponential(2)} of the spread, masked-LM logits ${logitsError.toExponential(2)}\n`);
+    expect(hiddenError).toBeLessThanOrEqual(GOLDEN_TOL);
+    expect(logitsError).toBeLessThanOrEqual(GOLDEN_TOL);
+  });
 
   it.skipIf(!hasChromium || !hasGolden || !llamaTokenizer)(
     `openWebModel: a text prompt round-trips through the fetched tokenizer.json${llamaTokenizer ? '' : ` (skipped: ${LLAMA} has no tokenizer.json; the golden checkpoints carry none)`}${goldenSkip}`,

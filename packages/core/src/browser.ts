@@ -5,9 +5,11 @@
  * rank; each worker runs hostRank with its own backend device and fetches only its own byte ranges,
  * then answers the same forward messages as Node's rank workers (messages.ts).
  *
- * openWebModel does all that for a causal language model (runtime/web-session.ts): the page gets
- * `logits` and `generate` (greedy, sampling, beams; the tokenizer and generation_config.json fetched
- * when the folder has them) as from Node's session, and each worker module calls `serveWebRank`.
+ * openWebModel does all that for every kind the engine runs (runtime/web-session.ts): the page gets
+ * `logits`, `generate` (greedy, sampling, beams; causal models and encoder–decoders),
+ * `encoderOutputs` (encoders; an encoder–decoder's encoder states) and `seq2seqLogits` as from Node's
+ * session (the tokenizer and generation_config.json fetched when the folder has them), and each
+ * worker module calls `serveWebRank`.
  *
  * Bundlers resolve `@tp/core` to this entry under the `browser` condition, so backends written against
  * `@tp/core` bundle for browsers too. Not here: Node's session (initInference, pipelines), which starts
@@ -51,6 +53,7 @@ export {
   type WebRankScope,
 } from './runtime/web-session.js';
 export type { LoadProgressEvent, RankCoordinator, RankLoad } from './runtime/coordinator.js';
+export type { EncoderInput, EncoderOutput, EncoderOutputOptions, LogitsOptions, Seq2SeqOutput } from './runtime/model-methods.js';
 export type { BeamSequence, GenerateOptions, GenerateResult } from './runtime/decode-loop.js';
 export { samplingWarnings, type SamplingNames } from './runtime/decode-loop.js';
 export type { ModelPlanOptions } from './runtime/session-plan.js';

@@ -3,8 +3,9 @@
  * @tp/core/browser's openWebModel. The page reads config.json, the safetensors header and
  * generation_config.json over HTTP, plans as Node does, and starts two Web Workers (model-worker.ts),
  * each with its own adapter and device, loading only its share of the weights. It then asks for the
- * logits of golden.json's input_ids at every position and 8 greedy tokens. Results go to
- * `window.tpModel`.
+ * logits of golden.json's input_ids at every position and 8 greedy tokens. Then the golden BERT (an
+ * encoder) at TP=2 the same way: encoderOutputs of golden.json's input_ids and token_type_ids, its
+ * last hidden state and masked-LM logits. Results go to `window.tpModel`.
  */
 import { openWebModel, type TPPlan, type WebModel } from '@tp/core/browser';
 import { browserBackend } from '../../src/browser.js';
@@ -28,6 +29,10 @@ export interface ModelResults {
   roundTrip?: { text: string; ids: number[]; decoded: string; generated: string | undefined };
   /** A request after dispose: the error it got. */
   afterDispose?: string;
+  /** The golden BERT at TP=2: the last hidden state and masked-LM logits per sequence, [batch][length × …]. */
+  bert?: { hidden: number[][]; logits: number[][]; plan: TPPlan };
+  /** What failed on the way to `bert`, if anything did. */
+  bertError?: string;
 }
 
 declare global {
@@ -39,6 +44,7 @@ declare global {
 const WORLD = 2;
 const NEW_TOKENS = 8;
 const BASE = new URL('/golden/llama/', location.href).href;
+const BERT = new URL('/golden/bert/', location.href).href;
 const withRank = (url: string, who: string) => `${url}${url.includes('?') ? '&' : '?'}rank=${who}`;
 
 async function main(): Promise<void> {
@@ -83,7 +89,28 @@ async function main(): Promise<void> {
     state.error = (error as Error)?.stack ?? String(error);
     await model?.dispose().catch(() => undefined);
   }
+  await runBert(state);
   state.done = true;
+}
+
+/** An encoder: the golden BERT's last hidden state and masked-LM logits, with its token types. */
+async function runBert(state: ModelResults): Promise<void> {
+  let model: WebModel | undefined;
+  try {
+    const golden = (await (await fetch(`${BERT}golden.json`)).json()) as { input_ids: number[][]; token_type_ids: number[][] };
+    model = await openWebModel({
+      url: BERT,
+      tpSize: WORLD,
+      backend: browserBackend,
+      startWorker: () => new Worker(new URL('./model-worker.js', import.meta.url), { type: 'module' }),
+    });
+    const encoded = await model.encoderOutputs(golden.input_ids.map((tokens, b) => ({ tokens, tokenTypes: golden.token_type_ids[b]! })), { hidden: true, logits: true });
+    state.bert = { hidden: encoded.map((o) => Array.from(o.hidden!)), logits: encoded.map((o) => Array.from(o.logits!)), plan: model.plan };
+  } catch (error) {
+    state.bertError = (error as Error)?.stack ?? String(error);
+  } finally {
+    await model?.dispose().catch(() => undefined);
+  }
 }
 
 void main();

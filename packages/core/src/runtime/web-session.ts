@@ -1,25 +1,28 @@
 /**
  * A model in a browser: the page opens a checkpoint folder by URL, plans it from the config and the
  * safetensors headers it fetches (as Node plans from the folder), starts one Web Worker per rank and
- * answers `logits` and `generate` — the Node session's requests (model-requests.ts) over the same rank
- * messages (coordinator.ts). Each worker calls `serveWebRank` with its backend: it runs the rank host
- * (rank-host.ts) on its own device and fetches only its own byte ranges of the weights (HTTP Range
- * requests, http-source.ts). No Node module anywhere: this is part of @tp/core/browser.
+ * answers `logits`, `generate`, `encoderOutputs` and `seq2seqLogits` — the Node session's methods
+ * (model-methods.ts) and requests (model-requests.ts) over the same rank messages (coordinator.ts).
+ * Each worker calls `serveWebRank` with its backend: it runs the rank host (rank-host.ts) on its own
+ * device and fetches only its own byte ranges of the weights (HTTP Range requests, http-source.ts). No
+ * Node module anywhere: this is part of @tp/core/browser.
  *
- * Only causal language models run here; an encoder or an encoder–decoder is refused before any worker
- * starts.
+ * Every kind the engine runs opens here — causal language models, encoders (BERT family, Perceiver)
+ * and encoder–decoders (T5, BART…); what the engine cannot run is refused (runnableGraph) before any
+ * worker starts.
  */
 import type { Backend, CommunicatorInit, StorageDtype } from '../backend/index.js';
 import { checkWeightMap, httpByteSource, openCheckpointFrom } from '../checkpoint/index.js';
-import { ArgumentError, CheckpointError, TpError, UnsupportedModelError } from '../errors/index.js';
-import { createConfigReader, type DecoderSpec, type ModelGraph } from '../graph/index.js';
+import { ArgumentError, CheckpointError, TpError } from '../errors/index.js';
+import { createConfigReader, type DecoderSpec, type ModelGraph, type Seq2SeqSpec } from '../graph/index.js';
 import type { TPPlan } from '../plan/index.js';
 import { RankCoordinator, type LoadProgressEvent, type RankLoad } from './coordinator.js';
 import type { GenerateOptions, GenerateResult } from './decode-loop.js';
 import { runnableGraph } from './runnable.js';
 import { parseGenerationConfig, type GenerationDefaults } from './generation.js';
 import type { FromWorker, ToWorker } from './messages.js';
-import { KIND_NAMES, ModelRequests } from './model-requests.js';
+import { ModelMethods, modelSpecs, type EncoderInput, type EncoderOutput, type EncoderOutputOptions, type LogitsOptions, type Seq2SeqOutput } from './model-methods.js';
+import { ModelRequests } from './model-requests.js';
 import { rankError } from './rank-errors.js';
 import { hostRank } from './rank-host.js';
 import { checkPlanOptions, checkRankMemory, planModel, type ModelPlanOptions } from './session-plan.js';
@@ -116,9 +119,10 @@ export function serveWebRank(backend: Pick<Backend, 'createRank' | 'abortCommuni
   scope.addEventListener('message', onInit);
 }
 
-/** A causal language model whose ranks run in the page's Web Workers. */
+/** A model (causal, encoder or encoder–decoder) whose ranks run in the page's Web Workers. */
 export class WebModel {
   private readonly requests: ModelRequests;
+  private readonly methods: ModelMethods;
   private disposed: Promise<void> | undefined;
 
   constructor(
@@ -126,7 +130,10 @@ export class WebModel {
     readonly url: string,
     readonly graph: ModelGraph,
     readonly plan: TPPlan,
+    /** The decoder's spec (an encoder–decoder's decoder stack), or an encoder's. */
     readonly spec: DecoderSpec,
+    /** An encoder–decoder's spec (undefined for other kinds). */
+    readonly seq2seq: Seq2SeqSpec | undefined,
     /** What generation_config.json says (empty without one); generate's options override it. */
     readonly generation: GenerationDefaults,
     readonly tokenizer: TextTokenizer | undefined,
@@ -134,7 +141,8 @@ export class WebModel {
     readonly load: { ranks: RankLoad[]; wallMs: number },
     private readonly coordinator: RankCoordinator,
   ) {
-    this.requests = new ModelRequests({ graph, spec, seq2seq: undefined, generation, tokenizer, source: url, ranks: coordinator });
+    this.requests = new ModelRequests({ graph, spec, seq2seq, generation, tokenizer, source: url, ranks: coordinator });
+    this.methods = new ModelMethods(this.requests, plan);
   }
 
   /** Each rank's load report, by rank. */
@@ -142,17 +150,35 @@ export class WebModel {
     return this.load.ranks;
   }
 
-  /** Next-token logits at every position of each sequence: one Float32Array of [length × vocab] per sequence. */
-  logits(sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
-    return this.requests.causalLogits(sequences);
+  /**
+   * Logits at every position of each sequence: one Float32Array of [length × vocab] per sequence —
+   * next-token logits of a causal model, masked-LM logits of an encoder, the decoder's of an
+   * encoder–decoder (options: its decoder input) — as Node's session.
+   */
+  logits(sequences: readonly (readonly number[])[], options: LogitsOptions = {}): Promise<Float32Array[]> {
+    return this.methods.logits(sequences, options);
   }
 
   /**
    * Generate from text prompts (with the tokenizer) or token-id prompts: greedy search, sampling, or
-   * beam search when numBeams (or generation_config.json's num_beams) is above 1 — as Node's session.
+   * beam search when numBeams (or generation_config.json's num_beams) is above 1; a causal model or an
+   * encoder–decoder — as Node's session.
    */
   generate(prompts: ReadonlyArray<string | readonly number[]>, options: GenerateOptions = {}): Promise<GenerateResult[]> {
-    return this.requests.generate(prompts, options);
+    return this.methods.generate(prompts, options);
+  }
+
+  /**
+   * An encoder's last hidden state and masked-LM logits (and the pooler's output, when asked) per
+   * input, or an encoder–decoder's encoder states — as Node's session.
+   */
+  encoderOutputs(inputs: ReadonlyArray<EncoderInput | string | readonly number[]>, options: EncoderOutputOptions = {}): Promise<EncoderOutput[]> {
+    return this.methods.encoderOutputs(inputs, options);
+  }
+
+  /** An encoder–decoder's decoder logits per decoder position, and the encoder states when asked — as Node's session. */
+  seq2seqLogits(sequences: ReadonlyArray<readonly number[]>, options: LogitsOptions & { hidden?: boolean } = {}): Promise<Seq2SeqOutput[]> {
+    return this.methods.seq2seqLogits(sequences, options);
   }
 
   /** Text to token ids with the checkpoint's tokenizer.json (refused without one). */
@@ -229,14 +255,7 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
   }
   const sizes = ckpt.files.map((f) => f.fileSize);
   const graph = runnableGraph(ckpt, 'openWebModel runs');
-  if (graph.kind !== 'causal') {
-    throw new UnsupportedModelError({
-      modelType: graph.modelType,
-      reason: `${graph.title} is ${KIND_NAMES[graph.kind]}, and openWebModel runs causal language models only`,
-      hint: "Run it in Node with initInference (its encoderOutputs, seq2seqLogits and generate), or hand-drive hostRank's messages in the page",
-    });
-  }
-  const spec = graph.descriptor.decoder!(createConfigReader(ckpt.config));
+  const { spec, seq2seq } = modelSpecs(graph, createConfigReader(ckpt.config));
   const plan = planModel(graph, options.backend, options);
   await checkRankMemory(options.backend, plan, options.backendOptions ?? {});
   const generationFile = `${base}generation_config.json`;
@@ -281,7 +300,7 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
     throw error;
   }
   const ranks = await coordinator.ready;
-  return new WebModel(base, graph, plan, spec, generation, tokenizer, { ranks, wallMs: Date.now() - started }, coordinator);
+  return new WebModel(base, graph, plan, spec, seq2seq, generation, tokenizer, { ranks, wallMs: Date.now() - started }, coordinator);
 }
 
 /** The folder's absolute URL, ending in '/' (relative URLs resolve against the page's). */

@@ -1,16 +1,19 @@
 /**
- * openWebModel, the page's side of a model in Web Workers, in Node: the golden Llama's folder served
- * over HTTP (Range requests), and scripted rank workers that answer the rank messages as hostRank
- * does — a rank's "model" maps token t to the next token t + 1 (its logits peak there). What is
- * tested is the page: the plan and what each worker is sent, the logits per sequence, generate's
- * loop (greedy, sampling, end of sequence, onToken, signal, returnLogits), the tokenizer, a failing
- * rank, dispose, and the refusals. The real ranks (WebGPU in headless Chromium) are
+ * openWebModel, the page's side of a model in Web Workers, in Node: golden folders served over HTTP
+ * (Range requests), and scripted rank workers that answer the rank messages as hostRank does — a
+ * rank's "model" maps token t to the next token t + 1 (its logits peak there), and gives hidden rows
+ * made from the input ids. What is tested is the page: the plan and what each worker is sent, the
+ * logits per sequence, generate's loop (greedy, sampling, end of sequence, onToken, signal,
+ * returnLogits), encoders (BERT, Splinter) and encoder–decoders (T5, BART) — the steps sent compared
+ * with the batch helpers Node's session builds them with, and the kind's errors — the tokenizer, a
+ * failing rank, dispose, and the refusals. The real ranks (WebGPU in headless Chromium) are
  * packages/backend-webgpu/test/browser.test.ts; serveWebRank's glue is checked here with a fake scope.
  */
-import { copyFile, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { analyzeModel, openCheckpoint, planTensorParallel, RankFailedError, TpError, type Backend, type StepInput, type StepResult, type TPPlan } from '../../src/index.js';
+import { analyzeModel, createConfigReader, openCheckpoint, planTensorParallel, RankFailedError, TpError, type Backend, type StepInput, type StepResult, type TPPlan } from '../../src/index.js';
+import { decoderBatch, encoderBatch } from '../../src/browser.js';
 import type { FromWorker, ToWorker } from '../../src/runtime/messages.js';
 import { openWebModel, serveWebRank, type RankWorker, type WebModelOptions, type WebRankInit } from '../../src/runtime/web-session.js';
 import { expectTpError, put, putJson, useTempDirs } from '../helpers/files.js';
@@ -124,8 +127,19 @@ class ScriptedWorker implements RankWorker {
   }
 }
 
+/** Width of the scripted hidden states: hidden row r of a token t is [t, t + 0.5, t + 0.25]. */
+const HIDDEN = 3;
+
+/** The hidden rows the scripted model gives for `ids` (an encoder's input, an encoder–decoder's source). */
+function hiddenFor(ids: Int32Array): Float32Array {
+  return Float32Array.from([...ids].flatMap((t) => [t, t + 0.5, t + 0.25]));
+}
+
 /** Rank 0's answer to a step, as the t → t + 1 model gives it. */
 function step(s: StepInput): StepResult {
+  // Hidden states when asked: the encoder's rows (an encoder–decoder's source), one per input row.
+  const hidden = s.hidden === true ? { hidden: hiddenFor(s.encoder?.ids ?? s.ids) } : {};
+  if (s.logits === 'none') return hidden;
   const rows = s.logits === 'all' ? s.rows : 1;
   const last = (b: number, r: number) => s.ids[b * s.rows + (s.logits === 'all' ? r : s.rows - 1)]!;
   if (s.output === 'argmax') return { ids: Int32Array.from({ length: s.batch }, (_, b) => (last(b, 0) + 1) % VOCAB) };
@@ -143,7 +157,7 @@ function step(s: StepInput): StepResult {
   }
   const logits = new Float32Array(s.batch * rows * VOCAB);
   for (let b = 0; b < s.batch; b++) for (let r = 0; r < rows; r++) rowFor(last(b, r), logits, (b * rows + r) * VOCAB);
-  return { logits };
+  return { logits, ...hidden };
 }
 
 let server: FolderServer | undefined;
@@ -158,7 +172,6 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-/** openWebModel on `url` with two scripted workers; the workers and the log come back too. */
 /** A safetensors file holding one f32 [1] tensor named `name`. */
 function oneTensorFile(name: string): Buffer {
   let header = JSON.stringify({ [name]: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } });
@@ -168,6 +181,7 @@ function oneTensorFile(name: string): Buffer {
   return Buffer.concat([length, Buffer.from(header), Buffer.alloc(4)]);
 }
 
+/** openWebModel on `url` with two scripted workers; the workers and the log come back too. */
 async function open(script: Script = {}, options: Partial<WebModelOptions> = {}, url = server!.url('')) {
   const log: Log = [];
   const workers: ScriptedWorker[] = [];
@@ -183,6 +197,31 @@ async function open(script: Script = {}, options: Partial<WebModelOptions> = {},
     ...options,
   });
   return { opened, workers, log };
+}
+
+/** The steps a scripted worker was sent, in order. */
+function forwards(w: ScriptedWorker): StepInput[] {
+  return w.received.flatMap((m) => (m.type === 'forward' ? [m.step] : []));
+}
+
+/** A golden folder served over HTTP while `fn` runs. */
+async function withGolden(family: string, fn: (url: string) => Promise<void>): Promise<void> {
+  const folder = await serveFolder(path.join(GOLDEN_DIR, family));
+  try {
+    await fn(folder.url(''));
+  } finally {
+    await folder.close();
+  }
+}
+
+/** A golden's graph, config and TP=2 plan, as Node's session makes them from the folder. */
+async function goldenGraph(family: string) {
+  const ckpt = await openCheckpoint(path.join(GOLDEN_DIR, family));
+  const graph = analyzeModel(ckpt);
+  const config = createConfigReader(ckpt.config);
+  ckpt.close();
+  const plan = planTensorParallel(graph, { tpSize: 2, computeDtype: 'F32', storageDtype: 'auto', kvDtype: 'f32', supportedStorage: backend.storageDtypes, supportedKv: backend.kvDtypes });
+  return { graph, config, plan };
 }
 
 describe(`openWebModel${needsShared}`, () => {
@@ -310,21 +349,174 @@ describe(`openWebModel${needsShared}`, () => {
     await expect(model.logits([[1]])).rejects.toThrow(/disposed/);
   });
 
-  it.skipIf(!hasShared)('refuses an encoder and an encoder–decoder, naming the kind, before starting any worker', async () => {
-    for (const [family, kind] of [
-      ['bert', 'an encoder,'],
-      ['t5', 'an encoder–decoder model,'],
-    ] as const) {
-      const folder = await serveFolder(path.join(GOLDEN_DIR, family));
-      try {
-        const { opened, workers } = await open({}, {}, folder.url(''));
-        const error = await expectTpError(() => opened, { code: 'unsupported-model', name: 'UnsupportedModelError' });
-        expect(error.message).toContain(kind);
-        expect(error.message).toContain('openWebModel runs causal language models only');
-        expect(workers).toEqual([]);
-      } finally {
-        await folder.close();
+  it.skipIf(!hasShared)('opens an encoder (BERT): encoderOutputs and logits send each rank the step Node sends, and each output is cut to its input', async () => {
+    await withGolden('bert', async (url) => {
+      const { opened, workers } = await open({}, {}, url);
+      const model = await opened;
+      const { graph, config, plan: bertPlan } = await goldenGraph('bert');
+      expect(model.graph.kind).toBe('encoder');
+      expect(model.plan).toEqual(bertPlan);
+      const inputs = [{ tokens: [5, 9, 30, 31], tokenTypes: [0, 0, 1, 1] }, [7, 8]];
+      const [long, short] = await model.encoderOutputs(inputs);
+      // As session.ts: right-padded, the padding masked, the token types checked against type_vocab_size (2).
+      const batch = encoderBatch([{ tokens: [5, 9, 30, 31], tokenTypes: [0, 0, 1, 1] }, { tokens: [7, 8] }], graph.descriptor.encoder!(config), 2);
+      for (const w of workers) expect(forwards(w)).toEqual([{ ...batch, logits: 'all', output: 'logits', hidden: true, pooled: false }]);
+      expect(long).toEqual({ tokens: [5, 9, 30, 31], hidden: hiddenFor(Int32Array.of(5, 9, 30, 31)), logits: expect.any(Float32Array) });
+      // The shorter input's padding rows are dropped.
+      expect(short!.hidden).toEqual(hiddenFor(Int32Array.of(7, 8)));
+      expect(short!.logits!.length).toBe(2 * VOCAB);
+      [7, 8].forEach((t, i) => expect(short!.logits![i * VOCAB + t + 1]).toBe(100));
+      // logits(): the masked-LM logits alone.
+      const [logits] = await model.logits([[3, 4, 5]]);
+      expect([0, 1, 2].map((i) => logits!.subarray(i * VOCAB, (i + 1) * VOCAB).indexOf(100))).toEqual([4, 5, 6]);
+      expect(forwards(workers[0]!).at(-1)).toMatchObject({ logits: 'all', hidden: false, pooled: false, rows: 3 });
+      const sent = forwards(workers[0]!).length;
+      // The kind's refusals and bad inputs, as Node's session gives them, before any rank hears of them.
+      const tokenTypes = await expectTpError(() => model.encoderOutputs([{ tokens: [5, 6, 7], tokenTypes: [0, 1] }]), { code: 'invalid-argument', name: 'ArgumentError' });
+      expect(tokenTypes.message).toContain('input 0 has 3 tokens but 2 token types');
+      const segment = await expectTpError(() => model.encoderOutputs([{ tokens: [5, 6], tokenTypes: [0, 2] }]), { code: 'invalid-argument' });
+      expect(segment.message).toContain("token type 2 is outside the model's 2 segment types (0 to 1)");
+      const tooLong = await expectTpError(() => model.encoderOutputs([Array.from({ length: 129 }, (_, i) => 3 + (i % 200))]), { code: 'invalid-argument' });
+      expect(tooLong.message).toContain("the input has 129 tokens, but this model's position table has 128 positions");
+      const pooled = await expectTpError(() => model.encoderOutputs([[5, 6]], { pooled: true }), { code: 'invalid-argument' });
+      expect(pooled.message).toContain(`(${url}) has no pooler (pooler.dense)`);
+      const generate = await expectTpError(() => model.generate([[5, 6]]), { code: 'invalid-argument' });
+      expect(generate.message).toContain('generate() does not fit');
+      expect(generate.message).toContain('an encoder; it has encoderOutputs()');
+      await expectTpError(() => model.seq2seqLogits([[5, 6]]), { code: 'invalid-argument' });
+      await expectTpError(() => model.encoderOutputs([[VOCAB]]), { code: 'invalid-argument' });
+      expect(() => model.encode('text')).toThrow(/has no tokenizer\.json/);
+      expect(forwards(workers[0]!)).toHaveLength(sent);
+      await model.dispose();
+    });
+  });
+
+  it.skipIf(!hasShared)('an encoder without a masked-LM head (Splinter): hidden states only, and logits refused as in Node', async () => {
+    await withGolden('splinter', async (url) => {
+      const { opened, workers } = await open({}, {}, url);
+      const model = await opened;
+      const [out] = await model.encoderOutputs([[5, 6, 7]]);
+      expect(out).toEqual({ tokens: [5, 6, 7], hidden: hiddenFor(Int32Array.of(5, 6, 7)) });
+      expect(forwards(workers[1]!)).toEqual([expect.objectContaining({ logits: 'none', hidden: true })]);
+      const error = await expectTpError(() => model.logits([[5, 6]]), { code: 'invalid-argument', name: 'ArgumentError' });
+      expect(error['argument']).toBe('logits');
+      expect(error.message).toContain(`(${url}) has no masked-LM head; ask for the hidden states only`);
+      expect(forwards(workers[1]!)).toHaveLength(1);
+      await model.dispose();
+    });
+  });
+
+  it.skipIf(!hasShared)('opens an encoder–decoder (T5): seq2seqLogits, logits and encoderOutputs send the source and decoder rows Node sends', async () => {
+    await withGolden('t5', async (url) => {
+      const { opened, workers } = await open({}, {}, url);
+      const model = await opened;
+      const { graph, config, plan: t5Plan } = await goldenGraph('t5');
+      expect(model.plan).toEqual(t5Plan);
+      const spec = graph.descriptor.seq2seq!(config);
+      const sources = [[5, 9, 30], [7, 8]];
+      const decoderTokens = [[0, 4, 6], [0, 3]];
+      const out = await model.seq2seqLogits(sources, { decoderTokens, hidden: true });
+      const source = encoderBatch(sources.map((tokens) => ({ tokens })), spec.encoder);
+      const expected = { ...decoderBatch(decoderTokens, spec.decoder.padTokenId ?? 0), encoder: { ids: source.ids, positions: source.positions, keyMask: source.keyMask, rows: source.rows }, logits: 'all', output: 'logits', hidden: true };
+      for (const w of workers) {
+        expect(w.received.filter((m) => m.type === 'reset' || m.type === 'forward').map((m) => m.type)).toEqual(['reset', 'forward']);
+        expect(w.received.find((m) => m.type === 'reset')).toMatchObject({ batch: 2 });
+        expect(forwards(w)).toEqual([expected]);
       }
+      expect(out.map((o) => o.decoderTokens)).toEqual(decoderTokens);
+      expect(out.map((o) => o.hidden)).toEqual([hiddenFor(Int32Array.of(5, 9, 30)), hiddenFor(Int32Array.of(7, 8))]);
+      expect(out[1]!.logits.length).toBe(2 * VOCAB);
+      [0, 3].forEach((t, i) => expect(out[1]!.logits[i * VOCAB + t + 1]).toBe(100));
+      // logits(): from the decoder start token (generation_config.json's 0) alone; encoderOutputs: the encoder states.
+      const [logits] = await model.logits([[5, 9]]);
+      expect(logits!.indexOf(100)).toBe(1);
+      expect(forwards(workers[0]!).at(-1)).toMatchObject({ ids: Int32Array.of(0), rows: 1, hidden: false, encoder: { ids: Int32Array.of(5, 9) } });
+      const [encoded] = await model.encoderOutputs([[5, 9, 30]]);
+      expect(encoded).toEqual({ tokens: [5, 9, 30], hidden: hiddenFor(Int32Array.of(5, 9, 30)) });
+      const sent = forwards(workers[0]!).length;
+      // The kind's refusals, as Node's session gives them.
+      const types = await expectTpError(() => model.encoderOutputs([{ tokens: [5, 6], tokenTypes: [0, 0] }]), { code: 'invalid-argument' });
+      expect(types.message).toContain('has no token types');
+      const head = await expectTpError(() => model.encoderOutputs([[5, 6]], { logits: true }), { code: 'invalid-argument' });
+      expect(head.message).toContain("encoder has no masked-LM head; logits() gives the decoder's");
+      const count = await expectTpError(() => model.seq2seqLogits([[5], [6]], { decoderTokens: [[0]] }), { code: 'invalid-argument' });
+      expect(count.message).toContain('1 decoder inputs for 2 sequences');
+      await expectTpError(() => model.seq2seqLogits([[5]], { decoderTokens: [[VOCAB]] }), { code: 'invalid-argument' });
+      expect(forwards(workers[0]!)).toHaveLength(sent);
+      await model.dispose();
+    });
+  });
+
+  it.skipIf(!hasShared)('generate on an encoder–decoder (T5): the source encoded once, then one decoder row a step; beams repeat the encoder output', async () => {
+    await withGolden('t5', async (url) => {
+      const { opened, workers } = await open({}, {}, url);
+      const model = await opened;
+      const [out] = await model.generate([[5, 9, 30]], { maxNewTokens: 3, stopAtEos: false });
+      expect(out).toMatchObject({ promptTokens: [5, 9, 30], tokens: [1, 2, 3], finishReason: 'length' });
+      const steps = forwards(workers[1]!);
+      expect(steps.map((s) => [...s.ids])).toEqual([[0], [1], [2]]);
+      expect(steps.map((s) => [s.start, [...s.positions], s.rows, s.logits])).toEqual([
+        [0, [0], 1, 'last'],
+        [1, [1], 1, 'last'],
+        [2, [2], 1, 'last'],
+      ]);
+      expect(steps[0]!.encoder).toEqual({ ids: Int32Array.of(5, 9, 30), positions: Int32Array.of(0, 1, 2), keyMask: Int32Array.of(1, 1, 1), rows: 3 });
+      expect(steps.slice(1).every((s) => s.encoder === undefined)).toBe(true);
+      // generation_config.json's end of sequence (1) stops it.
+      const [eos] = await model.generate([[5, 9]], { maxNewTokens: 4 });
+      expect(eos).toMatchObject({ tokens: [1], finishReason: 'eos' });
+      const before = forwards(workers[1]!).length;
+      const [beams] = await model.generate([[5, 9]], { maxNewTokens: 2, numBeams: 2, stopAtEos: false });
+      expect(beams!.tokens).toEqual([1, 2]);
+      expect(forwards(workers[1]!)[before]).toMatchObject({ batch: 2, ids: Int32Array.of(0, 0), encoder: { ids: Int32Array.of(5, 9), rows: 2, repeat: 2 } });
+      await model.dispose();
+    });
+  });
+
+  it.skipIf(!hasShared)("an encoder–decoder's encoder input longer than its position table (BART) is refused as in Node, before any rank runs it", async () => {
+    await withGolden('bart', async (url) => {
+      const { opened, workers } = await open({}, {}, url);
+      const model = await opened;
+      const long = Array.from({ length: 129 }, (_, i) => 3 + (i % 200));
+      for (const request of [() => model.seq2seqLogits([long]), () => model.generate([long], { maxNewTokens: 1 }), () => model.encoderOutputs([long])]) {
+        const error = await expectTpError(request, { code: 'invalid-argument', name: 'ArgumentError' });
+        expect(error.message).toContain('an encoder input of 129 tokens is longer than 128');
+      }
+      // At the limit it runs, from BART's decoder start token (2).
+      const [logits] = await model.logits([long.slice(0, 128)]);
+      expect(logits!.indexOf(100)).toBe(3);
+      expect(forwards(workers[0]!)).toHaveLength(1);
+      await model.dispose();
+    });
+  });
+
+  it.skipIf(!hasShared)('a causal model refuses the encoder methods and decoder inputs, naming what it has', async () => {
+    const { opened } = await open();
+    const model = await opened;
+    const error = await expectTpError(() => model.encoderOutputs([[5, 6]]), { code: 'invalid-argument' });
+    expect(error.message).toContain('encoderOutputs() does not fit');
+    expect(error.message).toContain('a causal language model; it has generate() and logits()');
+    await expectTpError(() => model.seq2seqLogits([[5, 6]]), { code: 'invalid-argument' });
+    const decoder = await expectTpError(() => model.logits([[5, 6]], { decoderTokens: [[0]] }), { code: 'invalid-argument' });
+    expect(decoder.message).toContain('is not an encoder–decoder model');
+    await model.dispose();
+  });
+
+  it.skipIf(!hasShared)('still refuses what the engine cannot run (runnableGraph: a Longformer config over the RoBERTa golden), naming why, before starting any worker', async () => {
+    const dir = await temp();
+    const roberta = path.join(GOLDEN_DIR, 'roberta');
+    const config = JSON.parse(await readFile(path.join(roberta, 'config.json'), 'utf8'));
+    await putJson(dir, 'config.json', { ...config, model_type: 'longformer', architectures: ['LongformerForMaskedLM'], attention_window: [4, 4] });
+    await copyFile(path.join(roberta, 'model.safetensors'), path.join(dir, 'model.safetensors'));
+    const folder = await serveFolder(dir);
+    try {
+      const { opened, workers } = await open({}, {}, folder.url(''));
+      const error = await expectTpError(() => opened, { code: 'unsupported-model', name: 'UnsupportedModelError' });
+      expect(error.message).toContain('tp plans Longformer encoders but its engine does not run them yet');
+      expect(error.message).toContain('openWebModel runs these model types');
+      expect(workers).toEqual([]);
+    } finally {
+      await folder.close();
     }
   });
 
